@@ -1,0 +1,23 @@
+# The LayerNorm-tuning study (Zhao et al., ICLR 2024) as one workflow.
+#   snakemake --cores all --resources gpu=4            the paper's experiment (config.yaml)
+#   snakemake --configfile config/demo.yaml --cores 2  the same DAG on the generated toy world
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# A --configfile replaces config.yaml rather than being merged into it (merging would mix the paper's
+# models into the demo's).
+if not config:
+
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/toy.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,57 @@
+# Validation, wildcard constraints and named helpers. Rules hold wiring only; logic lives here or in
+# workflow_scripts.
+import json
+import re
+
+from snakemake.utils import validate
+
+from workflow_scripts import study
+
+
+validate(config, "../config/schema.yaml")
+study.check_config(config)
+
+RESULTS = config["results_root"]
+TOY = config["toy_world"]["root"] if "toy_world" in config else None
+
+
+wildcard_constraints:
+    llm="|".join(re.escape(m) for m in config["models"]),
+    strategy="|".join(config["strategies"]),
+    lr="|".join(re.escape(study.lr_text(x)) for x in config["learning_rates"]),
+    bench="|".join(config["benchmarks"]),
+
+
+def toy_world_spec():
+    """JSON handed to the toy-world generator: its config section and the data paths it must write."""
+    return json.dumps(
+        {
+            "toy": config["toy_world"],
+            "paths": study.relative_data_paths(config),
+            "data_root": config["data_root"],
+        }
+    )
+
+
+def toy_world_files():
+    """Files the toy world writes that other rules name (the data inputs of the study)."""
+    keys = ["cc3m_tsv", "cc3m_subset", "instruct_json", "coco_karpathy_json", "flickr30k_karpathy_json",
+            "vqav2_questions", "vqav2_annotations", "vqav2_train_questions", "vqav2_train_annotations"]
+    files = [study.data_path(config, k) for k in keys]
+    pope = study.data_path(config, "pope_root")
+    if pope is not None:
+        files += [f"{pope}/coco_pope_{s}.json" for s in config["benchmarks"]["pope"]["splits"]]
+    return [f for f in files if f is not None]
+
+
+def model_input(path):
+    """A local model folder as an input file (so a rule that makes it runs first); nothing for a hub id."""
+    return [f"{path}/config.json"] if study.is_local_model(config, path) else []
+
+
+def all_targets():
+    """What `snakemake` builds by default."""
+    targets = [f"{RESULTS}/plan/study_grid.csv"]
+    if TOY is not None:
+        targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
+    return targets

@@ -1,0 +1,1 @@
+"""Data: readers for every dataset format, conversation templates, datasets."""

@@ -1,0 +1,51 @@
+"""Write the study grid: one row per finetune cell (LLM x strategy x LR) with the job's batch split.
+
+Entry: ``python -m workflow_scripts.plan --config-json JSON --out results/plan/study_grid.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+
+from workflow_scripts import study
+
+COLUMNS = ["llm", "label", "template", "strategy", "lr", "gpus", "per_device_batch", "grad_accum", "global_batch"]
+
+
+def grid_rows(config: dict) -> list[dict]:
+    """The rows of the grid, in config order."""
+    rows = []
+    for cell in study.finetune_cells(config):
+        model = config["models"][cell.llm]
+        gpus = study.finetune_gpus(config, cell.llm)
+        micro, accum = study.batch_split(config["stage2"]["global_batch"], config["stage2"]["per_device_batch"], gpus)
+        rows.append({"llm": cell.llm, "label": model["label"], "template": model["template"],
+                     "strategy": cell.strategy, "lr": cell.lr, "gpus": gpus, "per_device_batch": micro,
+                     "grad_accum": accum, "global_batch": config["stage2"]["global_batch"]})
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config-json", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    rows = grid_rows(json.loads(args.config_json))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    tmp = f"{args.out}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, args.out)
+    print(f"{len(rows)} finetune cells -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The study's axes, derived from the config alone: LLMs x strategies x learning rates, the per-job batch
+split, canonical LR text for paths, and where each input lives. Rules (through ``rules/common.smk``) and
+scripts both use these helpers, so the grid is defined once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Keys used by the toy world and the preflight checks for every configured data path.
+DATA_KEYS = {
+    "cc3m_tsv": ("data", "cc3m_tsv"), "cc3m_subset": ("data", "cc3m_subset"),
+    "instruct_json": ("data", "instruct_json"), "instruct_images": ("data", "instruct_images"),
+    "coco_karpathy_json": ("benchmarks", "coco", "karpathy_json"), "coco_images": ("benchmarks", "coco", "images"),
+    "flickr30k_karpathy_json": ("benchmarks", "flickr30k", "karpathy_json"),
+    "flickr30k_images": ("benchmarks", "flickr30k", "images"),
+    "vqav2_questions": ("benchmarks", "vqav2", "questions"),
+    "vqav2_annotations": ("benchmarks", "vqav2", "annotations"),
+    "vqav2_train_questions": ("benchmarks", "vqav2", "train_questions"),
+    "vqav2_train_annotations": ("benchmarks", "vqav2", "train_annotations"),
+    "vqav2_images": ("benchmarks", "vqav2", "images"),
+    "mme_root": ("benchmarks", "mme", "root"),
+    "pope_root": ("benchmarks", "pope", "root"), "pope_images": ("benchmarks", "pope", "images"),
+}
+
+
+def lr_text(lr: float) -> str:
+    """Canonical text of a learning rate in paths and wildcards: ``f"{lr:g}"`` (2e-05, 0.001)."""
+    return f"{lr:g}"
+
+
+def lr_from_text(config: dict, text: str) -> float:
+    """Map a path's LR text back to the configured value (never ``float()`` on a path)."""
+    for lr in config["learning_rates"]:
+        if lr_text(lr) == text:
+            return lr
+    raise ValueError(f"learning rate {text!r} is not in the config's learning_rates "
+                     f"{[lr_text(x) for x in config['learning_rates']]}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One finetuning job of the sweep."""
+
+    llm: str
+    strategy: str
+    lr: str  # canonical text
+
+
+def finetune_cells(config: dict) -> list[Cell]:
+    """Every LLM x strategy x LR of the sweep, in config order."""
+    return [Cell(llm, s, lr_text(lr)) for llm in config["models"] for s in config["strategies"]
+            for lr in config["learning_rates"]]
+
+
+def finetune_gpus(config: dict, llm: str) -> int:
+    """GPUs a finetune job of this LLM asks for (by the model's size class; 1 when not configured)."""
+    return int(config.get("gpus", {}).get("finetune", {}).get(config["models"][llm]["size"], 1))
+
+
+def batch_split(global_batch: int, per_device_batch: int, gpus: int) -> tuple[int, int]:
+    """(per-device batch, gradient-accumulation steps) that keep the global batch fixed on ``gpus`` devices.
+
+    The per-device batch shrinks to the largest divisor that fits when the configured one does not divide.
+    """
+    devices = max(gpus, 1)
+    if global_batch % devices:
+        raise ValueError(f"global_batch {global_batch} is not divisible by {devices} GPUs")
+    per_gpu = global_batch // devices
+    micro = max(d for d in range(1, min(per_device_batch, per_gpu) + 1) if per_gpu % d == 0)
+    return micro, per_gpu // micro
+
+
+def data_path(config: dict, key: str) -> str | None:
+    """Absolute-or-workdir-relative path of a configured input (``DATA_KEYS``), or None when unset."""
+    node = config
+    for part in DATA_KEYS[key]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return os.path.join(config["data_root"], node)
+
+
+def relative_data_paths(config: dict) -> dict[str, str | None]:
+    """Every configured input path relative to the data root (what the toy world writes)."""
+    out = {}
+    for key in DATA_KEYS:
+        full = data_path(config, key)
+        out[key] = None if full is None else os.path.relpath(full, config["data_root"])
+    return out
+
+
+def is_local_model(config: dict, path: str) -> bool:
+    """True for a model given as a local directory (rather than a hub id): it exists, is absolute or
+    dot-relative, or lies under the data root or the toy world (where a rule will make it)."""
+    roots = [config["data_root"]] + ([config["toy_world"]["root"]] if "toy_world" in config else [])
+    return (os.path.exists(path) or os.path.isabs(path) or path.startswith(".")
+            or any(os.path.normpath(path).startswith(os.path.normpath(r) + os.sep) for r in roots))
+
+
+class ConfigError(ValueError):
+    """A config that the schema accepts but that cannot run; the message names the key."""
+
+
+def check_config(config: dict) -> None:
+    """Cross-key checks the JSON schema cannot express; raises ConfigError naming the offending key."""
+    texts = [lr_text(lr) for lr in config["learning_rates"]]
+    if len(set(texts)) != len(texts):
+        raise ConfigError(f"learning_rates: two values print the same ({texts}); paths could not tell them apart")
+    selection = config.get("selection", {}).get("benchmark", "flickr30k")
+    if selection not in config["benchmarks"]:
+        raise ConfigError(f"selection.benchmark: {selection!r} is not configured under benchmarks")
+    for stage in ("stage1", "stage2"):
+        gpus = config.get("gpus", {}).get("pretrain", 1) if stage == "stage1" else None
+        for llm in config["models"]:
+            n = gpus if gpus is not None else finetune_gpus(config, llm)
+            try:
+                batch_split(config[stage]["global_batch"], config[stage]["per_device_batch"], n)
+            except ValueError as e:
+                raise ConfigError(f"{stage}.global_batch: {e} (models.{llm})") from None
+    toy = config.get("toy_world")
+    if toy is not None and toy["image_size"] % toy["vision"].get("patch_size", 1):
+        raise ConfigError("toy_world.vision.patch_size: must divide toy_world.image_size")

@@ -1,0 +1,1 @@
+"""The miniature world: coloured-shape scenes, every dataset format of the study, and toy base models."""
