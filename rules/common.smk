@@ -1,6 +1,7 @@
 # Validation, wildcard constraints and named helpers. Rules hold wiring only; logic lives here or in
 # workflow_scripts.
 import json
+import os
 import re
 
 from snakemake.utils import validate

@@ -7,6 +7,8 @@ rule study_plan:
         f"{RESULTS}/plan/study_grid.csv",
     params:
         config=json.dumps(config),
+    conda:
+        "../envs/study.yaml"
     log:
         "logs/study_plan/study_plan.log",
     benchmark:

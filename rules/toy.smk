@@ -10,6 +10,8 @@ if TOY is not None:
             clip=multiext(f"{TOY}/pretrain/clip_", "train.jsonl", "test.jsonl"),
         params:
             spec=toy_world_spec(),
+        conda:
+            "../envs/study.yaml"
         log:
             "logs/toy_world/toy_world.log",
         benchmark:
@@ -29,8 +31,10 @@ if TOY is not None:
         params:
             spec=json.dumps(config["toy_world"]["llm"]),
             seed=config["toy_world"]["seed"],
-            out=f"{TOY}/models/llm",
+            out=lambda w, output: os.path.dirname(output.config),
         threads: 2
+        conda:
+            "../envs/study.yaml"
         log:
             "logs/toy_llm/toy_llm.log",
         benchmark:
@@ -53,9 +57,11 @@ if TOY is not None:
             spec=json.dumps(config["toy_world"]["vision"]),
             seed=config["toy_world"]["seed"],
             size=config["toy_world"]["image_size"],
-            images=f"{TOY}/pretrain",
-            out=f"{TOY}/models/vision",
+            images=lambda w, input: os.path.dirname(input.train),
+            out=lambda w, output: os.path.dirname(output.config),
         threads: 2
+        conda:
+            "../envs/study.yaml"
         log:
             "logs/toy_vision/toy_vision.log",
         benchmark:

@@ -1,0 +1,72 @@
+"""Shared fixtures: the repository's configs (with schema defaults), a smoke-sized toy world in a temp folder."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+
+
+def _with_defaults(validator_class):
+    # jsonschema does not fill defaults; Snakemake's validate does. Mirror it so tests see what rules see.
+    validate_props = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        for name, sub in properties.items():
+            if isinstance(instance, dict) and "default" in sub:
+                instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+DefaultFiller = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def validated(config: dict) -> dict:
+    """The config with schema defaults filled in; raises jsonschema.ValidationError when invalid."""
+    config = copy.deepcopy(config)
+    DefaultFiller(SCHEMA).validate(config)
+    return config
+
+
+def load_config(name: str) -> dict:
+    return validated(yaml.safe_load((REPO / name).read_text()))
+
+
+def subprocess_env() -> dict:
+    """Environment for child processes: the venv's tools first on PATH (rules call `python`)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["NO_ALBUMENTATIONS_UPDATE"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def smoke_config() -> dict:
+    return load_config("config/smoke.yaml")
+
+
+@pytest.fixture(scope="session")
+def smoke_world(tmp_path_factory, smoke_config):
+    """A smoke-sized toy world generated once for the session: (config with tmp paths, manifest dict)."""
+    from workflow_scripts import study
+    from workflow_scripts.toyworld import world
+
+    base = tmp_path_factory.mktemp("world")
+    config = copy.deepcopy(smoke_config)
+    config["data_root"] = str(base / "data")
+    config["toy_world"]["root"] = str(base)
+    spec = {"toy": config["toy_world"], "paths": study.relative_data_paths(config), "data_root": config["data_root"]}
+    import json
+
+    world.main(["--spec", json.dumps(spec), "--manifest", str(base / "world.json")])
+    return config, json.loads((base / "world.json").read_text())

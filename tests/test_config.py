@@ -1,0 +1,89 @@
+"""The config schema and the cross-key checks: good configs pass, bad ones fail naming the key."""
+
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import yaml
+from conftest import REPO, load_config, subprocess_env, validated
+
+from workflow_scripts import study
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/smoke.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = load_config(name)
+    study.check_config(config)
+    assert config["stage2"]["warmup_ratio"] == 0.03  # a default filled in (or set) everywhere
+
+
+def test_paper_config_is_the_paper_grid():
+    config = load_config("config.yaml")
+    assert len(config["models"]) == 6
+    assert config["strategies"] == ["finetune", "lora", "attn_qv", "attn_mlp", "layernorm", "layernorm_simp"]
+    assert len(config["learning_rates"]) == 11
+    assert len(study.finetune_cells(config)) == 6 * 6 * 11
+    assert {m["template"] for m in config["models"].values()} == {"vicuna_v1", "llama_2"}
+    assert config["lora"] == {"r": 64, "alpha": 16, "dropout": 0.05}
+    assert config["selection"] == {"benchmark": "flickr30k", "metric": "CIDEr"}
+    assert set(config["benchmarks"]) == {"mme", "vqav2", "coco", "flickr30k", "pope"}
+
+
+def _bad(mutate):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    mutate(config)
+    return config
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c.__setitem__("learning_rates", [1.0e-4, "1e-4"]), "learning_rates"),  # YAML reads 1e-4 as str
+    (lambda c: c["strategies"].append("prefix_tuning"), "strategies"),
+    (lambda c: c["stage2"].__setitem__("global_batch", -8), "global_batch"),
+    (lambda c: c.pop("models"), "models"),
+    (lambda c: c["models"]["vicuna-7b"].__setitem__("template", "chatml"), "template"),
+    (lambda c: c.__setitem__("typo_key", 1), "typo_key"),
+    (lambda c: c["benchmarks"].__setitem__("gqa", {"root": "gqa"}), "gqa"),
+])
+def test_schema_rejects_bad_config_naming_the_key(mutate, key):
+    with pytest.raises(jsonschema.ValidationError) as err:
+        validated(_bad(mutate))
+    assert key in str(err.value)
+
+
+def test_yaml_short_exponent_is_a_string_and_rejected():
+    assert yaml.safe_load("lr: 1e-4")["lr"] == "1e-4"
+    assert yaml.safe_load("lr: 1.0e-4")["lr"] == 1.0e-4
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c.__setitem__("learning_rates", [1.0e-4, 1.00000001e-4]), "learning_rates"),
+    (lambda c: c["selection"].__setitem__("benchmark", "gqa"), "selection.benchmark"),
+    (lambda c: c["gpus"]["finetune"].__setitem__("13b", 3), "stage2.global_batch"),
+])
+def test_cross_key_checks_name_the_key(mutate, key):
+    config = validated(yaml.safe_load((REPO / "config.yaml").read_text()))
+    mutate(config)
+    with pytest.raises(study.ConfigError, match=key.replace(".", r"\.")):
+        study.check_config(config)
+
+
+def test_snakemake_rejects_invalid_config_at_parse_time(tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["stage2"]["per_device_batch"] = 0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--configfile",
+                           str(path), "--directory", str(tmp_path)], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=120)
+    assert proc.returncode != 0
+    assert "per_device_batch" in proc.stdout + proc.stderr
+
+
+def test_demo_config_is_not_merged_with_paper_config(tmp_path):
+    """--configfile replaces config.yaml, so the demo grid has only the toy LLM."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--configfile",
+                           str(REPO / "config/demo.yaml"), "--directory", str(tmp_path), "--quiet", "rules"],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "toy_world" in proc.stdout and "vicuna-7b" not in proc.stdout + proc.stderr

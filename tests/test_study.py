@@ -1,0 +1,45 @@
+"""The study's axes: LR text round trip, batch split, cells, data paths."""
+
+import pytest
+from conftest import load_config
+
+from workflow_scripts import study
+
+
+def test_lr_text_is_canonical_and_maps_back_through_config():
+    config = load_config("config.yaml")
+    assert [study.lr_text(x) for x in config["learning_rates"][:3]] == ["0.002", "0.001", "0.0005"]
+    assert study.lr_text(1.0e-7) == "1e-07"
+    assert study.lr_from_text(config, "2e-05") == 2.0e-5
+    with pytest.raises(ValueError, match="not in the config's learning_rates"):
+        study.lr_from_text(config, "3e-05")
+
+
+@pytest.mark.parametrize("global_batch, per_device, gpus, expected", [
+    (128, 16, 4, (16, 2)),   # 16 x 2 x 4 = 128
+    (128, 32, 4, (32, 1)),
+    (128, 16, 1, (16, 8)),
+    (128, 48, 4, (32, 1)),   # 48 does not divide 32 per GPU: the largest divisor that fits
+    (32, 32, 0, (32, 1)),    # CPU: one device
+    (96, 16, 8, (12, 1)),    # 12 per GPU
+])
+def test_batch_split_keeps_global_batch(global_batch, per_device, gpus, expected):
+    micro, accum = study.batch_split(global_batch, per_device, gpus)
+    assert (micro, accum) == expected
+    assert micro * accum * max(gpus, 1) == global_batch
+
+
+def test_batch_split_rejects_indivisible_gpu_count():
+    with pytest.raises(ValueError, match="not divisible by 3 GPUs"):
+        study.batch_split(128, 16, 3)
+
+
+def test_cells_and_paths():
+    config = load_config("config/demo.yaml")
+    cells = study.finetune_cells(config)
+    assert len(cells) == 1 * 6 * 3
+    assert cells[0] == study.Cell("toy-vicuna", "finetune", "0.003")
+    assert study.data_path(config, "instruct_json") == "resources/toy/data/llava/llava_instruct_80k.json"
+    assert study.relative_data_paths(config)["mme_root"] == "MME_Benchmark_release_version"
+    assert study.is_local_model(config, "resources/toy/models/llm")
+    assert not study.is_local_model(load_config("config.yaml"), "lmsys/vicuna-7b-v1.5")

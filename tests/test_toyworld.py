@@ -1,0 +1,148 @@
+"""The toy world: every format parses with the real readers, splits are disjoint, generation is deterministic."""
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from workflow_scripts import study
+from workflow_scripts.data import readers
+from workflow_scripts.toyworld import formats_eval, language, scenes, world
+
+
+def _ids(names):
+    return {int(re.search(r"(\d+)\.(jpg|png)$", n).group(1)) for n in names}
+
+
+def test_every_format_parses_with_the_real_readers(smoke_world):
+    config, manifest = smoke_world
+    path = lambda key: study.data_path(config, key)  # noqa: E731
+    counts = config["toy_world"]["counts"]
+
+    tsv = readers.read_cc3m_tsv(path("cc3m_tsv"))
+    assert len(tsv) == counts["cc3m"] + counts["cc3m_dead_urls"] + 1  # + one corrupt image
+    assert all(r.url.startswith("file://") for r in tsv)
+    dead = [r for r in tsv if not Path(r.url.removeprefix("file://")).exists()]
+    assert len(dead) == counts["cc3m_dead_urls"]
+    subset = readers.read_llava_json(path("cc3m_subset"))
+    assert subset and all(r.id.startswith("GCC_train_") for r in subset)
+    assert subset[0].conversations[1][1] == tsv[int(subset[0].id.split("_")[-1])].caption
+
+    instruct = readers.read_llava_json(path("instruct_json"))
+    assert len(instruct) == counts["instruct"]
+    assert {r.type for r in instruct} <= {"conversation", "complex_reasoning", "detail"}
+    for r in instruct:
+        assert re.fullmatch(r"\d{12}\.jpg", r.image)
+        assert (Path(path("instruct_images")) / r.image).exists()
+        assert "<image>" in r.conversations[0][1] and all("<image>" not in v for _, v in r.conversations[1:])
+        assert [f for f, _ in r.conversations] == ["human", "gpt"] * (len(r.conversations) // 2)
+
+    for name in ("coco", "flickr30k"):
+        images = readers.read_karpathy(path(f"{name}_karpathy_json"))
+        assert Counter(i.split for i in images) == Counter(counts[name])
+        assert all(len(i.captions) == 5 for i in images)
+        assert all((Path(path(f"{name}_images")) / i.path).exists() for i in images)
+
+    vqa = readers.read_vqav2(path("vqav2_questions"), path("vqav2_annotations"))
+    assert len(vqa) == 3 * counts["vqav2"]["val"] and all(len(q.answers) == 10 for q in vqa)
+    assert all((Path(path("vqav2_images")) / readers.coco_val2014_name(q.image_id)).exists() for q in vqa)
+    assert any(len(set(q.answers)) > 1 for q in vqa) and any(len(set(q.answers)) == 1 for q in vqa)
+
+    mme = readers.read_mme(path("mme_root"))
+    assert {q.subtask for q in mme} == set(formats_eval.MME_SUBTASKS)
+    per_image = Counter((q.image, q.answer) for q in mme)
+    assert set(per_image.values()) == {1}  # one Yes and one No per image
+    assert len(mme) == 2 * counts["mme_per_subtask"] * len(formats_eval.MME_SUBTASKS)
+
+    for split in ("random", "popular", "adversarial"):
+        pope = readers.read_pope(Path(path("pope_root")) / f"coco_pope_{split}.json")
+        labels = Counter(q.label for q in pope)
+        assert labels["yes"] == labels["no"] > 0
+        assert all((Path(path("pope_images")) / q.image).exists() for q in pope)
+    assert manifest["counts"]["instruct"]["conversation"] > 0
+
+
+def test_images_of_different_splits_never_overlap(smoke_world):
+    config, _ = smoke_world
+    path = lambda key: study.data_path(config, key)  # noqa: E731
+    train = _ids(r.image for r in readers.read_llava_json(path("instruct_json")))
+    train |= _ids(r.url for r in readers.read_cc3m_tsv(path("cc3m_tsv")) if r.url.endswith(".jpg") and "deleted"
+                  not in r.url and "corrupt" not in r.url)
+    groups = {"train": train}
+    for name in ("coco", "flickr30k"):
+        for split in ("train", "val", "test"):
+            images = readers.read_karpathy(path(f"{name}_karpathy_json"), split)
+            groups[f"{name}_{split}"] = _ids(i.path for i in images)
+    groups["vqav2_val"] = {q.image_id for q in readers.read_vqav2(path("vqav2_questions"), path("vqav2_annotations"))}
+    groups["mme"] = _ids(q.image for q in readers.read_mme(path("mme_root")))
+    groups["pope"] = _ids(q.image for q in readers.read_pope(Path(path("pope_root")) / "coco_pope_random.json"))
+    names = list(groups)
+    for i, a in enumerate(names):
+        assert groups[a], a
+        for b in names[i + 1:]:
+            assert not groups[a] & groups[b], (a, b)
+
+
+def test_corrupt_image_is_not_decodable(smoke_world):
+    config, _ = smoke_world
+    rows = readers.read_cc3m_tsv(study.data_path(config, "cc3m_tsv"))
+    corrupt = [r for r in rows if "corrupt" in r.url]
+    assert len(corrupt) == 1
+    try:
+        Image.open(corrupt[0].url.removeprefix("file://")).load()
+        raise AssertionError("corrupt image decoded")
+    except OSError:
+        pass
+
+
+def test_generation_is_deterministic(tmp_path, smoke_world):
+    config, _ = smoke_world
+    specs = []
+    for run in ("a", "b"):
+        spec = {"toy": dict(config["toy_world"], root=str(tmp_path / run / "toy")),
+                "paths": study.relative_data_paths(config), "data_root": str(tmp_path / run / "data")}
+        world.main(["--spec", json.dumps(spec), "--manifest", str(tmp_path / run / "world.json")])
+        specs.append(spec)
+    for rel in ("llava/llava_instruct_80k.json", "karpathy/dataset_coco.json", "pope/coco_pope_adversarial.json",
+                "vqav2/v2_mscoco_val2014_annotations.json"):
+        assert (tmp_path / "a/data" / rel).read_bytes() == (tmp_path / "b/data" / rel).read_bytes(), rel
+    a = sorted((tmp_path / "a/data/coco/val2014").iterdir())
+    b = sorted((tmp_path / "b/data/coco/val2014").iterdir())
+    assert [p.name for p in a] == [p.name for p in b] and a[0].read_bytes() == b[0].read_bytes()
+
+
+def test_scene_rules():
+    rng = np.random.default_rng(0)
+    drawn = [scenes.sample_scene(rng, i) for i in range(2000)]
+    assert all(1 <= len(s.shapes) <= 4 for s in drawn)
+    assert all(len({sh.cell for sh in s.shapes}) == len(s.shapes) for s in drawn)
+    freq = Counter(k for s in drawn for k in s.kinds())
+    assert freq["circle"] > freq["cross"]  # unequal base rates make "popular" negatives meaningful
+    image = scenes.render(scenes.Scene(0, (scenes.Shape("square", "red", "large", 0),)), 64)
+    assert image.getpixel((16, 16)) == scenes.COLOURS["red"]  # centre of the top-left cell
+    assert image.getpixel((48, 48)) == scenes.BACKGROUND
+
+
+def test_pope_negative_sampling():
+    scene = scenes.Scene(0, (scenes.Shape("circle", "red", "large", 0),))
+    freq = Counter({"circle": 9, "square": 5, "triangle": 7, "diamond": 1, "star": 2, "cross": 3})
+    co = {k: Counter() for k in scenes.SHAPES}
+    co["circle"].update({"diamond": 4, "star": 1})
+    rng = np.random.default_rng(0)
+    assert formats_eval.pope_negatives(scene, 2, "popular", rng, freq, co) == ["triangle", "square"]
+    assert formats_eval.pope_negatives(scene, 2, "adversarial", rng, freq, co) == ["diamond", "star"]
+    assert set(formats_eval.pope_negatives(scene, 3, "random", rng, freq, co)) <= set(scenes.SHAPES) - {"circle"}
+
+
+def test_language_hand_checked():
+    s = scenes.Scene(7, (scenes.Shape("cross", "orange", "small", 1), scenes.Shape("circle", "blue", "large", 2)))
+    assert language.detail_description(s) == (
+        "The image shows two shapes on a white background. In the top right there is a small orange cross. "
+        "In the bottom left there is a large blue circle. The top left and bottom right are empty.")
+    yes, no = formats_eval.mme_pair("numerical_calculation", s, np.random.default_rng(1))
+    k = int(re.search(r"plus (\d)", yes).group(1))
+    assert yes.endswith(f"equal to {2 + k}?") and no.endswith(f"equal to {3 + k}?")
+    assert language.plural("cross") == "crosses" and language.plural("star", 1) == "star"
