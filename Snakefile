@@ -14,6 +14,7 @@ if not config:
 
 include: "rules/common.smk"
 include: "rules/toy.smk"
+include: "rules/data.smk"
 include: "rules/report.smk"
 
 

@@ -14,6 +14,7 @@ study.check_config(config)
 
 RESULTS = config["results_root"]
 TOY = config["toy_world"]["root"] if "toy_world" in config else None
+CC3M_SUMMARY = study.shards_dir(config).rstrip("/") + "_summary.json"
 
 
 wildcard_constraints:
@@ -27,7 +28,8 @@ def toy_world_spec():
     """JSON handed to the toy-world generator: its config section and the data paths it must write."""
     return json.dumps(
         {
-            "toy": config["toy_world"],
+            # The models' sections are left out: changing a model's budget must not regenerate the world.
+            "toy": {k: v for k, v in config["toy_world"].items() if k not in ("llm", "vision")},
             "paths": study.relative_data_paths(config),
             "data_root": config["data_root"],
         }
@@ -45,6 +47,25 @@ def toy_world_files():
     return [f for f in files if f is not None]
 
 
+def data_inputs(key=None):
+    """Configured data files as inputs: those the toy world makes, or that exist. A missing real input is left
+    out here so the DAG still builds and the preflight rule can say what is missing and where to get it."""
+    keys = [key] if key else list(study.DATA_KEYS)
+    made = set(toy_world_files()) if TOY is not None else set()
+    paths = [study.data_path(config, k) for k in keys]
+    return [p for p in paths if p is not None and (p in made or (TOY is None and os.path.exists(p)))]
+
+
+def plan_config():
+    """The config keys the study grid depends on (so unrelated edits do not rebuild it)."""
+    return json.dumps({k: config[k] for k in ("models", "strategies", "learning_rates", "stage2", "gpus")})
+
+
+def optional_flag(flag, value):
+    """`--flag value` for the shell, or nothing when value is None."""
+    return f"{flag} {value}" if value is not None else ""
+
+
 def model_input(path):
     """A local model folder as an input file (so a rule that makes it runs first); nothing for a hub id."""
     return [f"{path}/config.json"] if study.is_local_model(config, path) else []
@@ -52,7 +73,7 @@ def model_input(path):
 
 def all_targets():
     """What `snakemake` builds by default."""
-    targets = [f"{RESULTS}/plan/study_grid.csv"]
+    targets = [f"{RESULTS}/plan/study_grid.csv", CC3M_SUMMARY]
     if TOY is not None:
         targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
     return targets

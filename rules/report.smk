@@ -6,7 +6,7 @@ rule study_plan:
     output:
         f"{RESULTS}/plan/study_grid.csv",
     params:
-        config=json.dumps(config),
+        config=plan_config(),
     conda:
         "../envs/study.yaml"
     log:

@@ -122,3 +122,8 @@ def check_config(config: dict) -> None:
     toy = config.get("toy_world")
     if toy is not None and toy["image_size"] % toy["vision"].get("patch_size", 1):
         raise ConfigError("toy_world.vision.patch_size: must divide toy_world.image_size")
+
+
+def shards_dir(config: dict) -> str:
+    """Folder of the CC3M webdataset shards (written by img2dataset, not an input)."""
+    return os.path.join(config["data_root"], config["data"]["cc3m_shards"])

@@ -26,16 +26,24 @@ from workflow_scripts.io import atomic_dir, write_json
 SPECIAL = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as in LLaMA
 
 
+BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]  # LLaMA's byte fallback: no character is ever lost
+ALPHABET = [chr(c) for c in range(32, 127)] + ["\n"]
+
+
 def train_tokenizer(texts: list[str], vocab_size: int) -> LlamaTokenizer:
-    """Train BPE pieces on ``texts`` (SentencePiece-style '▁' word starts) and wrap them as a LlamaTokenizer."""
+    """Train BPE pieces on ``texts`` (SentencePiece-style '▁' word starts) and wrap them as a LlamaTokenizer
+    laid out like LLaMA's: <unk> <s> </s>, the 256 byte-fallback tokens, then the learned pieces."""
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=max(vocab_size - len(BYTE_TOKENS), 128), special_tokens=SPECIAL,
+                                  initial_alphabet=ALPHABET, show_progress=False)
     bpe.train_from_iterator([t.replace("</s>", " ") for t in texts], trainer)
     model = json.loads(bpe.to_str())["model"]
+    pieces = sorted((t for t in model["vocab"] if t not in SPECIAL), key=model["vocab"].get)
+    vocab = {t: i for i, t in enumerate(SPECIAL + BYTE_TOKENS + pieces)}
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     # LLaMA has no pad token; like LLaVA we pad with <unk>.
-    return LlamaTokenizer(vocab=model["vocab"], merges=merges, add_bos_token=True, pad_token="<unk>")
+    return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, pad_token="<unk>")
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:

@@ -1,0 +1,99 @@
+"""Stream (image, caption) samples from img2dataset's webdataset shards.
+
+Shards are split by rank, then by DataLoader worker. Every rank yields the same number of samples (the
+smallest rank's share, from img2dataset's per-shard stats), so no rank waits at the end of an epoch for
+another. A sample whose image does not decode is skipped and counted, never fatal to a training job.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import webdataset as wds
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    image: Image.Image
+    caption: str
+    key: str
+    meta: dict
+
+
+def list_shards(folder: str) -> list[str]:
+    shards = sorted(glob.glob(os.path.join(folder, "*.tar")))
+    if not shards:
+        raise FileNotFoundError(f"no webdataset shards (*.tar) in {folder}: run the download_cc3m rule first")
+    return shards
+
+
+def shard_size(tar: str) -> int:
+    """Samples in a shard: img2dataset's ``<shard>_stats.json`` ``successes``, else counted from the tar."""
+    stats = tar[: -len(".tar")] + "_stats.json"
+    if os.path.exists(stats):
+        with open(stats) as f:
+            return int(json.load(f)["successes"])
+    return sum(1 for _ in wds.WebDataset(tar, shardshuffle=False, nodesplitter=None, workersplitter=None))
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Iterable over ``Sample``s of this rank's shards (``rank::world_size``), split again across workers."""
+
+    def __init__(self, folder: str, rank: int = 0, world_size: int = 1, image_key: str = "jpg",
+                 caption_key: str = "txt"):
+        self.shards = list_shards(folder)
+        if world_size > len(self.shards):
+            raise ValueError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write smaller shards")
+        self.rank, self.world_size = rank, world_size
+        self.image_key, self.caption_key = image_key, caption_key
+        sizes = [shard_size(s) for s in self.shards]
+        self.per_rank = min(sum(sizes[r::world_size]) for r in range(world_size))
+        self.skipped = 0  # in this process; each DataLoader worker counts its own
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def my_shards(self) -> list[str]:
+        mine = self.shards[self.rank:: self.world_size]
+        info = torch.utils.data.get_worker_info()
+        return mine if info is None else mine[info.id:: info.num_workers]
+
+    def _quota(self) -> int:
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return self.per_rank
+        return self.per_rank // info.num_workers + (info.id < self.per_rank % info.num_workers)
+
+    def __iter__(self):
+        quota = self._quota()
+        raw = wds.WebDataset(self.my_shards(), shardshuffle=False, nodesplitter=None, workersplitter=None,
+                             empty_check=False)
+        for sample in raw:
+            if quota <= 0:
+                return
+            decoded = self._decode(sample)
+            if decoded is not None:
+                quota -= 1
+                yield decoded
+
+    def _decode(self, sample: dict) -> Sample | None:
+        key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
+        try:
+            image = Image.open(io.BytesIO(sample[self.image_key]))
+            image.load()
+            caption = sample[self.caption_key].decode("utf-8")
+        except (KeyError, OSError, ValueError, Image.DecompressionBombError) as e:
+            self.skipped += 1
+            log.warning("skipping sample %s of %s: %s (%d skipped so far)", key, url, e, self.skipped)
+            return None
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+        return Sample(image.convert("RGB"), caption, key, meta)
