@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 
 
@@ -70,3 +71,18 @@ def smoke_world(tmp_path_factory, smoke_config):
 
     world.main(["--spec", json.dumps(spec), "--manifest", str(base / "world.json")])
     return config, json.loads((base / "world.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def toy_tokenizer(smoke_world):
+    """A toy LLaMA tokenizer trained on the smoke world's text, with the <image> token added."""
+    import json
+
+    from workflow_scripts.toyworld.toy_llm import train_tokenizer
+
+    config, _ = smoke_world
+    path = Path(config["toy_world"]["root"]) / "pretrain" / "text_train.jsonl"
+    texts = [json.loads(line)["text"] for line in path.read_text().splitlines()]
+    tokenizer = train_tokenizer(texts, 400)
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    return tokenizer

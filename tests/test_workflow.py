@@ -31,11 +31,27 @@ def test_smoke_workflow_builds_toy_world_models_and_plan(tmp_path):
         assert (tmp_path / f"resources/smoke/models/{model}/model.safetensors").exists()
         assert (tmp_path / f"logs/toy_{model}/toy_{model}.log").read_text().strip()
     assert (tmp_path / "benchmarks/rules/toy_world.tsv").exists()
+    assert json.loads((tmp_path / "results/preflight/inputs.json").read_text())["cc3m_tsv"]["found"] == "43 rows"
+    cc3m = json.loads((tmp_path / "resources/smoke/data/cc3m/shards_summary.json").read_text())
+    assert cc3m["downloaded"] > 0 and cc3m["failed_to_download"] > 0
+    assert list((tmp_path / "resources/smoke/data/cc3m/shards").glob("*.tar"))
     rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))
     assert [(r["strategy"], r["lr"]) for r in rows] == [("finetune", "0.003"), ("finetune", "0.001"),
                                                         ("layernorm", "0.003"), ("layernorm", "0.001")]
     again = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_missing_real_data_fails_in_preflight_with_where_to_get_it(tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data_root"] = str(tmp_path / "nothing_here")
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--configfile", str(path), "--cores", "1", "download_cc3m", timeout=120)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs/preflight/preflight.log").read_text()
+    assert "missing cc3m_tsv" in log and "get it from: Conceptual Captions" in log
+    assert not (tmp_path / "results/preflight/inputs.json").exists()
 
 
 def test_paper_config_dry_run_lists_the_grid(tmp_path):

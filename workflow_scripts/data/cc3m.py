@@ -78,6 +78,7 @@ def summarize(shards: str, requested: int) -> dict:
 def download(rows, shards: str, image_size: int, processes: int, threads: int, per_shard: int,
              timeout: int) -> None:
     """Run img2dataset into ``shards`` (webdataset tars, plus its parquet and stats files), resuming."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which phones home
     from img2dataset import download as img2dataset_download  # heavy import, only when downloading
 
     os.makedirs(shards, exist_ok=True)

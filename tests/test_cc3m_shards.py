@@ -1,0 +1,128 @@
+"""CC3M download through the real img2dataset (file:// and a loopback http server), resume, shard reading."""
+
+import functools
+import http.server
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import webdataset as wds
+
+from workflow_scripts import study
+from workflow_scripts.data import cc3m
+from workflow_scripts.data.readers import DataFormatError, read_cc3m_tsv
+from workflow_scripts.data.shards import ShardStream
+
+pytestmark = pytest.mark.slow
+
+
+def _download(tsv, shards, summary, *extra):
+    cc3m.main(["--tsv", str(tsv), "--shards", str(shards), "--summary", str(summary), "--image-size", "64",
+               "--per-shard", "10", "--threads", "4", *extra])
+    return json.loads(Path(summary).read_text())
+
+
+def _expected_ok(rows):
+    return sum(1 for r in rows if Path(r.url.removeprefix("file://")).exists() and "corrupt" not in r.url)
+
+
+@pytest.fixture(scope="module")
+def downloaded(smoke_world, tmp_path_factory):
+    config, _ = smoke_world
+    out = tmp_path_factory.mktemp("cc3m")
+    tsv = study.data_path(config, "cc3m_tsv")
+    summary = _download(tsv, out / "shards", out / "summary.json", "--allow-file-urls")
+    return config, out, summary
+
+
+def test_download_counts_dead_and_corrupt_without_failing(downloaded):
+    config, out, summary = downloaded
+    rows = read_cc3m_tsv(study.data_path(config, "cc3m_tsv"))
+    assert summary["requested"] == len(rows)
+    assert summary["downloaded"] == _expected_ok(rows)
+    assert summary["failed_to_download"] == config["toy_world"]["counts"]["cc3m_dead_urls"]
+    assert summary["failed_to_resize"] == 1  # the corrupt JPEG
+    assert "Image decoding error" in summary["failed_by_reason"]
+    assert len(summary["shards"]) == -(-len(rows) // 10)
+    assert (out / "shards" / "00000.parquet").exists()  # img2dataset's own metadata is kept
+
+
+def test_file_urls_refused_unless_allowed_and_subset_filters(smoke_world, tmp_path):
+    config, _ = smoke_world
+    tsv, subset = study.data_path(config, "cc3m_tsv"), study.data_path(config, "cc3m_subset")
+    with pytest.raises(DataFormatError, match=r"line 2: URL scheme 'file' not allowed"):
+        cc3m.select_rows(tsv, None, allow_file_urls=False)
+    chosen = cc3m.select_rows(tsv, subset, allow_file_urls=True)
+    ids = {r["id"] for r in json.loads(Path(subset).read_text())}
+    assert {g for _, _, g in chosen} == ids
+
+
+def test_rerun_resumes_instead_of_starting_over(downloaded, tmp_path):
+    config, out, first = downloaded
+    shards = out / "shards"
+    kept = shards / "00000.tar"
+    stamp = kept.stat().st_mtime_ns
+    for suffix in (".tar", "_stats.json", ".parquet"):  # as if the job died while writing the last shard
+        (shards / f"{first['shards'][-1][:-4]}{suffix}").unlink()
+    again = _download(study.data_path(config, "cc3m_tsv"), shards, out / "summary2.json", "--allow-file-urls")
+    assert again["downloaded"] == first["downloaded"] and again["shards"] == first["shards"]
+    assert kept.stat().st_mtime_ns == stamp  # finished shards were not fetched again
+
+
+def test_download_over_loopback_http(smoke_world, tmp_path):
+    config, _ = smoke_world
+    rows = read_cc3m_tsv(study.data_path(config, "cc3m_tsv"))[:12]
+    web = Path(rows[0].url.removeprefix("file://")).parent
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        tsv = tmp_path / "http.tsv"
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        tsv.write_text("caption\turl\n" + "".join(f"{r.caption}\t{base}/{Path(r.url).name}\n" for r in rows))
+        summary = _download(tsv, tmp_path / "shards", tmp_path / "summary.json")
+    finally:
+        server.shutdown()
+    assert summary["downloaded"] == _expected_ok(rows) and summary["downloaded"] > 0
+    assert summary["failed_to_download"] + summary["failed_to_resize"] == len(rows) - summary["downloaded"]
+
+
+def test_shard_stream_reads_back_everything_and_splits_by_rank(downloaded):
+    _, out, summary = downloaded
+    stream = ShardStream(str(out / "shards"))
+    samples = list(stream)
+    assert len(samples) == len(stream) == summary["downloaded"] and stream.skipped == 0
+    assert samples[0].caption and samples[0].image.size[0] <= 64 and samples[0].meta["gcc_id"].startswith("GCC")
+    ranks = [ShardStream(str(out / "shards"), rank=r, world_size=2) for r in range(2)]
+    got = [[s.key for s in r] for r in ranks]
+    assert len(got[0]) == len(got[1]) == len(ranks[0])  # equal share: no rank waits for another
+    assert not set(got[0]) & set(got[1])
+
+
+def test_shard_stream_splits_across_workers(downloaded):
+    _, out, summary = downloaded
+    stream = ShardStream(str(out / "shards"))
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2, collate_fn=lambda s: s.key)
+    keys = list(loader)
+    assert len(keys) == len(set(keys)) == summary["downloaded"]
+
+
+def test_undecodable_sample_is_skipped_and_counted(downloaded, tmp_path):
+    _, out, _ = downloaded
+    good = next(iter(wds.WebDataset(str(out / "shards" / "00000.tar"), shardshuffle=False, nodesplitter=None,
+                                    workersplitter=None)))
+    os.makedirs(tmp_path / "bad")
+    with wds.TarWriter(str(tmp_path / "bad" / "00000.tar")) as sink:
+        sink.write({"__key__": "a", "jpg": good["jpg"], "txt": b"fine"})
+        sink.write({"__key__": "b", "jpg": good["jpg"][:50], "txt": b"truncated"})
+        sink.write({"__key__": "c", "jpg": b"", "txt": b"zero bytes"})
+        sink.write({"__key__": "d", "jpg": b"<html>not an image</html>", "txt": b"not an image"})
+        sink.write({"__key__": "e", "jpg": good["jpg"], "txt": b"also fine"})
+    stream = ShardStream(str(tmp_path / "bad"))
+    stream.per_rank = 5  # no stats file: every sample counts toward the quota
+    assert [s.caption for s in stream] == ["fine", "also fine"]
+    assert stream.skipped == 3
