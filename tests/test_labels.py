@@ -3,8 +3,14 @@
 import pytest
 
 from workflow_scripts.data.conversation import render_text
-from workflow_scripts.data.labels import IGNORE_INDEX, Encoded, LabelMaskError, encode_conversation, \
-    expand_image_tokens, truncate
+from workflow_scripts.data.labels import (
+    IGNORE_INDEX,
+    Encoded,
+    LabelMaskError,
+    encode_conversation,
+    expand_image_tokens,
+    truncate,
+)
 
 TURNS = [("<image>\nWhat color is the circle?", "The circle is red."),
          ("How many shapes are there?", "There are two shapes."),
