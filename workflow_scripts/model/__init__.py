@@ -1,0 +1,1 @@
+"""Model: assembly of the multimodal LLM, the tuning-strategy table, parameter and memory accounting."""

@@ -1,0 +1,84 @@
+"""Assemble transformers' own ``LlavaForConditionalGeneration`` from a base LLM and a CLIP checkpoint (hub
+ids or local folders) with a fresh connector, and the matching ``LlavaProcessor``.
+
+Connector: ``mlp2x_gelu`` is Llava's projector as is. The paper's ``linear`` connector is one Linear
+layer; Llava's projector class always has two, so ``linear`` uses ``projector_hidden_act="linear"`` and a
+second layer fixed to the identity (never trained, not counted): stock ``from_pretrained`` then computes
+exactly the single-Linear function, with no custom code needed to load the result.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    CLIPVisionModel,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
+
+CONNECTORS = {"linear": "linear", "mlp2x_gelu": "gelu"}  # connector type -> projector_hidden_act
+
+
+def image_token_count(vision_config, select_strategy: str = "default") -> int:
+    """Image tokens per image: one per patch (the CLS feature is dropped under ``default``)."""
+    patches = (vision_config.image_size // vision_config.patch_size) ** 2
+    return patches if select_strategy == "default" else patches + 1
+
+
+def load_tokenizer(llm_path: str):
+    """The LLM's tokenizer with the image placeholder added and right padding for training."""
+    tokenizer = AutoTokenizer.from_pretrained(llm_path, padding_side="right")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token  # LLaMA has no pad token; LLaVA pads with <unk>
+    tokenizer.add_tokens([IMAGE_PLACEHOLDER], special_tokens=True)
+    return tokenizer
+
+
+def build_processor(llm_path: str, vision_path: str, select_strategy: str = "default"):
+    """LlavaProcessor = the CLIP image processor + the LLM tokenizer (with ``<image>``)."""
+    image_processor = AutoImageProcessor.from_pretrained(vision_path)
+    tokenizer = load_tokenizer(llm_path)
+    vision = CLIPVisionModel.config_class.from_pretrained(vision_path)
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=vision.patch_size,
+                          vision_feature_select_strategy=select_strategy, num_additional_image_tokens=1,
+                          image_token=IMAGE_PLACEHOLDER)
+
+
+def build_mllm(llm_path: str, vision_path: str, connector: str = "linear", feature_layer: int = -2,
+               select_strategy: str = "default", seed: int = 0, dtype=torch.float32):
+    """(model, processor): base weights loaded into a fresh LlavaForConditionalGeneration."""
+    if connector not in CONNECTORS:
+        raise ValueError(f"connector must be one of {sorted(CONNECTORS)}, got {connector!r}")
+    processor = build_processor(llm_path, vision_path, select_strategy)
+    tokenizer = processor.tokenizer
+    llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
+    vision = CLIPVisionModel.from_pretrained(vision_path, dtype=dtype)
+    text_config = llm.config
+    text_config.tie_word_embeddings = False
+    config = LlavaConfig(
+        vision_config=vision.config, text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
+        image_seq_length=image_token_count(vision.config, select_strategy),
+        projector_hidden_act=CONNECTORS[connector], vision_feature_layer=feature_layer,
+        vision_feature_select_strategy=select_strategy, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).to(dtype)
+    model.model.vision_tower.load_state_dict(vision.state_dict())
+    model.model.language_model.load_state_dict(llm.model.state_dict())
+    model.lm_head.load_state_dict(llm.lm_head.state_dict())
+    if connector == "linear":
+        projector = model.model.multi_modal_projector
+        with torch.no_grad():
+            projector.linear_2.weight.copy_(torch.eye(text_config.hidden_size))
+            projector.linear_2.bias.zero_()
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, processor
