@@ -14,7 +14,7 @@ study.check_config(config)
 
 RESULTS = config["results_root"]
 TOY = config["toy_world"]["root"] if "toy_world" in config else None
-CC3M_SUMMARY = study.shards_dir(config).rstrip("/") + "_summary.json"
+CC3M_SUMMARY = study.cc3m_summary_path(config)
 
 
 wildcard_constraints:
@@ -73,7 +73,7 @@ def model_input(path):
 
 def all_targets():
     """What `snakemake` builds by default."""
-    targets = [f"{RESULTS}/plan/study_grid.csv", CC3M_SUMMARY]
+    targets = [f"{RESULTS}/plan/study_grid.csv", f"{RESULTS}/efficiency/param_table.csv", CC3M_SUMMARY]
     if TOY is not None:
         targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
     return targets

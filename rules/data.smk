@@ -28,9 +28,10 @@ rule download_cc3m:
     output:
         summary=CC3M_SUMMARY,
     params:
-        tsv=study.data_path(config, "cc3m_tsv"),
-        subset=optional_flag("--subset", study.data_path(config, "cc3m_subset")),
-        shards=study.shards_dir(config),
+        # From the config, not from input: a missing real input is absent from input (preflight reports it).
+        tsv=lambda w: study.data_path(config, "cc3m_tsv"),
+        subset=lambda w: optional_flag("--subset", study.data_path(config, "cc3m_subset")),
+        shards=lambda w, output: study.shards_of_summary(output.summary),
         size=config["data"]["cc3m_image_size"],
         per_shard=config["data"]["cc3m_per_shard"],
         dl_threads=config["data"]["cc3m_download_threads"],

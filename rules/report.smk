@@ -15,3 +15,22 @@ rule study_plan:
         "benchmarks/rules/study_plan.tsv"
     shell:
         "python -m workflow_scripts.plan --config-json {params.config:q} --out {output} > {log} 2>&1"
+
+
+# The efficiency table from configs alone (meta device): no weights or data needed for the real models.
+rule param_table:
+    input:
+        llms=[model_input(m["path"]) for m in config["models"].values()],
+        vision=model_input(config["vision"]["path"]),
+    output:
+        f"{RESULTS}/efficiency/param_table.csv",
+    params:
+        config=lambda w: json.dumps({k: config[k] for k in config if k != "toy_world"}),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/param_table/param_table.log",
+    benchmark:
+        "benchmarks/rules/param_table.tsv"
+    shell:
+        "python -m workflow_scripts.model.accounting --config-json {params.config:q} --out {output} > {log} 2>&1"

@@ -86,3 +86,41 @@ def toy_tokenizer(smoke_world):
     tokenizer = train_tokenizer(texts, 400)
     tokenizer.add_tokens(["<image>"], special_tokens=True)
     return tokenizer
+
+
+TINY = {"hidden": 16, "layers": 2, "heads": 2, "intermediate": 32, "vision_hidden": 24}
+
+
+@pytest.fixture(scope="session")
+def tiny_base_models(tmp_path_factory, smoke_world):
+    """An untrained tiny LLaMA (+ the toy tokenizer, without <image>) and tiny CLIP saved in HF format, for
+    tests that need a real MLLM but not a useful one. Sizes in TINY (counts in tests are computed from them)."""
+    import json
+
+    from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
+
+    from workflow_scripts.toyworld.toy_llm import train_tokenizer
+    from workflow_scripts.toyworld.toy_vision import image_processor
+
+    config, _ = smoke_world
+    base = tmp_path_factory.mktemp("tiny")
+    texts = [json.loads(line)["text"] for line in
+             (Path(config["toy_world"]["root"]) / "pretrain" / "text_train.jsonl").read_text().splitlines()]
+    tok = train_tokenizer(texts, 400)
+    import torch
+
+    torch.manual_seed(0)
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=TINY["hidden"],
+                                       intermediate_size=TINY["intermediate"], num_hidden_layers=TINY["layers"],
+                                       num_attention_heads=TINY["heads"], num_key_value_heads=TINY["heads"],
+                                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0))
+    llm.save_pretrained(base / "llm")
+    tok.save_pretrained(base / "llm")
+    clip = CLIPModel(CLIPConfig(
+        text_config=dict(vocab_size=50, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16),
+        vision_config=dict(hidden_size=TINY["vision_hidden"], intermediate_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=64, patch_size=16), projection_dim=8))
+    clip.save_pretrained(base / "vision")
+    image_processor(64).save_pretrained(base / "vision")
+    return str(base / "llm"), str(base / "vision")

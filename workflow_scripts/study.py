@@ -127,3 +127,12 @@ def check_config(config: dict) -> None:
 def shards_dir(config: dict) -> str:
     """Folder of the CC3M webdataset shards (written by img2dataset, not an input)."""
     return os.path.join(config["data_root"], config["data"]["cc3m_shards"])
+
+
+def cc3m_summary_path(config: dict) -> str:
+    """Summary json written after the CC3M download (beside the shard folder; marks it complete)."""
+    return os.path.normpath(shards_dir(config)) + "_summary.json"
+
+
+def shards_of_summary(summary: str) -> str:
+    return summary[: -len("_summary.json")]

@@ -1,0 +1,127 @@
+"""The paper's efficiency table, computed: per LLM x strategy, trainable parameters and their share of the
+whole MLLM (vision tower included), and an analytic per-GPU memory estimate. Models are built on the
+``meta`` device from config.json files alone — no weights, no download.
+
+Entry: ``python -m workflow_scripts.model.accounting --config-json JSON --out param_table.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+from workflow_scripts import study
+from workflow_scripts.model.build import CONNECTORS, image_token_count
+from workflow_scripts.model.strategies import apply_strategy, parameter_report
+
+ARCH = Path(__file__).parent / "arch"
+GIB = 2**30
+COLUMNS = ["llm", "strategy", "trainable_params", "total_params", "trainable_pct", "gpus", "per_device_batch",
+           "seq_len", "weights_gib", "grads_gib", "optimizer_gib", "activations_gib", "total_gib"]
+
+
+def _json(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+
+
+def text_config_for(config: dict, llm: str) -> LlamaConfig:
+    """The LLM's config.json: from its local folder, else the shipped one for its size class."""
+    model = config["models"][llm]
+    local = Path(model["path"]) / "config.json"
+    if study.is_local_model(config, model["path"]) and local.exists():
+        return LlamaConfig(**_json(local))
+    shipped = ARCH / f"llama2-{model['size']}.json"
+    if not shipped.exists():
+        raise FileNotFoundError(f"models.{llm}: no local config.json and no shipped {shipped.name}")
+    return LlamaConfig(**_json(shipped))
+
+
+def vision_config_for(config: dict) -> CLIPVisionConfig:
+    path = config["vision"]["path"]
+    local = Path(path) / "config.json"
+    if study.is_local_model(config, path) and local.exists():
+        raw = json.loads(local.read_text())
+        return CLIPVisionConfig(**raw.get("vision_config", raw))
+    return CLIPVisionConfig(**_json(ARCH / "clip-vit-large-patch14.json"))
+
+
+def meta_mllm(text: LlamaConfig, vision: CLIPVisionConfig, connector: str, select: str = "default"):
+    """A LlavaForConditionalGeneration without storage; the vocabulary grows by one for <image>."""
+    text.vocab_size += 1
+    text.tie_word_embeddings = False
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=text.vocab_size - 1,
+                      image_seq_length=image_token_count(vision, select), projector_hidden_act=CONNECTORS[connector],
+                      tie_word_embeddings=False)
+    with torch.device("meta"):
+        return LlavaForConditionalGeneration(cfg)
+
+
+def memory_estimate(report: dict, text: LlamaConfig, batch: int, seq: int, gpus: int, zero_stage: int) -> dict:
+    """Per-GPU GiB for bf16 training with AdamW (fp32 master weights + 2 moments) and gradient checkpointing.
+
+    Weights are replicated; ZeRO-2/3 partition gradients and optimizer states over the GPUs (ZeRO-3 also the
+    weights). Activations: the checkpointed input of every layer (2·b·s·h bytes), one layer recomputed in full
+    (Korthikanti et al.: b·s·h·(34 + 5·a·s/h) bytes) and the fp32 logits (4·b·s·V). A frozen-everything-below
+    strategy would need less; we keep the bound that holds for all six strategies.
+    """
+    g = max(gpus, 1)
+    shard = g if zero_stage >= 2 else 1
+    weights = 2 * report["total_params"] / (g if zero_stage == 3 else 1)
+    grads = 2 * report["trainable_params"] / shard
+    optimizer = 12 * report["trainable_params"] / shard
+    b, s, h, a = batch, seq, text.hidden_size, text.num_attention_heads
+    checkpoints = 2 * b * s * h * text.num_hidden_layers
+    activations = checkpoints + b * s * h * (34 + 5 * a * s / h) + 4 * b * s * text.vocab_size
+    parts = {"weights_gib": weights, "grads_gib": grads, "optimizer_gib": optimizer, "activations_gib": activations}
+    out = {k: round(v / GIB, 2) for k, v in parts.items()}
+    out["total_gib"] = round(sum(parts.values()) / GIB, 2)
+    return out
+
+
+def table(config: dict) -> list[dict]:
+    rows = []
+    stage2, connector = config["stage2"], config.get("connector", {}).get("type", "linear")
+    for llm in config["models"]:
+        gpus = study.finetune_gpus(config, llm)
+        batch, _ = study.batch_split(stage2["global_batch"], stage2["per_device_batch"], gpus)
+        for strategy in config["strategies"]:
+            text = text_config_for(config, llm)
+            model = meta_mllm(text, vision_config_for(config), connector, config["vision"].get("select_strategy",
+                                                                                             "default"))
+            with torch.device("meta"):
+                model = apply_strategy(model, strategy, connector, config.get("lora"))
+            report = parameter_report(model, connector)
+            rows.append({"llm": llm, "strategy": strategy, "trainable_params": report["trainable_params"],
+                         "total_params": report["total_params"], "trainable_pct": round(report["trainable_pct"], 4),
+                         "gpus": gpus, "per_device_batch": batch, "seq_len": stage2["model_max_length"],
+                         **memory_estimate(report, text, batch, stage2["model_max_length"], gpus,
+                                           config.get("deepspeed", {}).get("zero_stage", 2))})
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config-json", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    rows = table(json.loads(args.config_json))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    tmp = f"{args.out}.tmp{os.getpid()}"
+    Path(tmp).write_text(buf.getvalue())
+    os.replace(tmp, args.out)
+    print(buf.getvalue())
+
+
+if __name__ == "__main__":
+    main()
