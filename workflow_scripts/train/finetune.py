@@ -1,0 +1,99 @@
+"""Stage 2: visual instruction tuning of one LLM x strategy x LR cell, from the stage-1 connector.
+
+Writes the trainable delta (safetensors), a merged model folder that stock
+``LlavaForConditionalGeneration.from_pretrained`` loads (plus a PEFT adapter for LoRA) and efficiency.json.
+
+Entry (torchrun on GPUs, plain python on CPU):
+    python -m workflow_scripts.train.finetune --llm L --vision V --connector C --instruct-json J --images DIR
+        --template vicuna_v1 --strategy layernorm --lr 0.001 --config-json JSON --checkpoints DIR
+        --export DIR --delta D.safetensors --efficiency E.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+
+import torch
+
+from workflow_scripts import study
+from workflow_scripts.data.instruct import InstructDataset, collate, select_subset
+from workflow_scripts.data.readers import read_llava_json
+from workflow_scripts.io import write_json
+from workflow_scripts.model.build import build_mllm
+from workflow_scripts.model.strategies import apply_strategy, parameter_report, trainable_names
+from workflow_scripts.train import loop
+from workflow_scripts.train.export import export, load_connector, load_non_adapter, save_non_adapter
+
+
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--llm", "--vision", "--connector", "--instruct-json", "--images", "--template", "--strategy",
+                 "--lr", "--config-json", "--checkpoints", "--export", "--delta", "--efficiency"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--types", default=None, help="comma-separated record types to keep (data-type ablation)")
+    ap.add_argument("--count", type=int, default=None, help="seeded random subset of this many records")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--inject-nan-at-step", type=int, default=None, help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = json.loads(args.config_json)
+    lr = study.lr_from_text(config, args.lr)  # an LR outside the configured grid is refused
+    stage, vision_cfg = config["stage2"], config["vision"]
+    connector = config.get("connector", {}).get("type", "linear")
+    zero_stage = config.get("deepspeed", {}).get("zero_stage", 2)
+    if args.strategy == "lora" and zero_stage == 3:
+        raise ValueError("strategy lora with deepspeed.zero_stage 3: merging a partitioned adapter is not "
+                         "supported; use zero_stage 2 (LoRA's memory needs fit without ZeRO-3)")
+    start = time.time()
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() and stage["precision"] == "bf16" else torch.float32
+    model, processor = build_mllm(args.llm, args.vision, connector, vision_cfg.get("feature_layer", -2),
+                                  vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0), dtype=dtype)
+    load_connector(model, args.connector, connector)
+    model = apply_strategy(model, args.strategy, connector, config.get("lora"))
+    if stage["gradient_checkpointing"]:
+        model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
+    records = read_llava_json(args.instruct_json)
+    records = select_subset(records, args.types.split(",") if args.types else None, args.count, config.get("seed", 0))
+    dataset = InstructDataset(records, args.images, processor.tokenizer, processor.image_processor, args.template,
+                              model.config.image_seq_length, stage["model_max_length"],
+                              vision_cfg.get("image_aspect", "crop"), source=args.instruct_json)
+    targs = loop.training_arguments(
+        args.checkpoints, lr=lr, global_batch=stage["global_batch"], per_device_batch=stage["per_device_batch"],
+        epochs=stage["epochs"], max_steps=stage.get("max_steps", -1), warmup_ratio=stage["warmup_ratio"],
+        weight_decay=stage["weight_decay"], scheduler=stage["lr_scheduler"], precision=stage["precision"],
+        gradient_checkpointing=stage["gradient_checkpointing"], save_steps=stage["save_steps"],
+        zero_stage=zero_stage, seed=config.get("seed", 0))
+    timer = loop.StepTimer()
+    is_peft = hasattr(model, "peft_config")
+    extra = (lambda folder: save_non_adapter(model, folder)) if is_peft else None
+    trainer = loop.GuardedTrainer(model=model, args=targs, train_dataset=dataset,
+                                  data_collator=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
+                                  callbacks=[loop.MarkCompleteCheckpoints(extra), timer],
+                                  inject_nan_at_step=args.inject_nan_at_step)
+    resume = loop.last_complete_checkpoint(args.checkpoints)
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+        if is_peft:  # Trainer restores the adapter; the connector, embeddings and head come from here
+            load_non_adapter(model, resume)
+    trainer.train(resume_from_checkpoint=resume)
+    if trainer.is_world_process_zero():
+        names = trainable_names(trainer.model)
+        export(trainer.model, processor, args.export, args.delta, args.strategy, connector, names)
+        summary = loop.run_summary(trainer, timer, time.time() - start, resume)
+        summary.update(strategy=args.strategy, lr=lr, records=len(dataset), dropped_records=dataset.dropped,
+                       parameters=parameter_report(trainer.model, connector))
+        write_json(args.efficiency, summary)
+        print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

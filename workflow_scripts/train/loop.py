@@ -1,0 +1,152 @@
+"""What both stages share around HF Trainer: arguments derived from the config (global batch kept fixed),
+the DeepSpeed config, a Trainer that refuses non-finite losses and counts tokens, checkpoints that are only
+resumed from once complete, and the efficiency figures of a run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from workflow_scripts import study
+
+COMPLETE = "CHECKPOINT_COMPLETE"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the job stops without marking any output complete."""
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) as torchrun / the deepspeed launcher set them; (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def deepspeed_config(zero_stage: int) -> dict | None:
+    """DeepSpeed ZeRO config with HF's "auto" values (filled from TrainingArguments); None for stage 0."""
+    if zero_stage == 0:
+        return None
+    zero = {"stage": zero_stage, "overlap_comm": True, "contiguous_gradients": True}
+    if zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {"zero_optimization": zero, "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+            "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+            "train_batch_size": "auto", "gradient_clipping": "auto"}
+
+
+def training_arguments(out: str, *, lr: float, global_batch: int, per_device_batch: int, epochs: float,
+                       max_steps: int, warmup_ratio: float, weight_decay: float, scheduler: str, precision: str,
+                       gradient_checkpointing: bool, save_steps: int, zero_stage: int, seed: int,
+                       workers: int = 0) -> TrainingArguments:
+    """TrainingArguments with per-device batch x grad-accum x GPUs = global batch, whatever the GPU count."""
+    _, world_size = world()
+    micro, accum = study.batch_split(global_batch, per_device_batch, world_size)
+    on_gpu = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=out, per_device_train_batch_size=micro, gradient_accumulation_steps=accum, learning_rate=lr,
+        num_train_epochs=epochs, max_steps=max_steps, warmup_steps=warmup_ratio, weight_decay=weight_decay,
+        lr_scheduler_type=scheduler, optim="adamw_torch", bf16=on_gpu and precision == "bf16", tf32=on_gpu or None,
+        use_cpu=not on_gpu, gradient_checkpointing=gradient_checkpointing,
+        deepspeed=deepspeed_config(zero_stage), save_strategy="steps", save_steps=save_steps, save_total_limit=2,
+        logging_steps=1, report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=workers,
+        remove_unused_columns=False, disable_tqdm=True, ddp_find_unused_parameters=False)
+
+
+class GuardedTrainer(Trainer):
+    """Trainer that stops on a non-finite loss (naming the step) and counts the tokens it trains on."""
+
+    def __init__(self, *args, inject_nan_at_step: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tokens_seen = 0
+        self.inject_nan_at_step = inject_nan_at_step  # fault injection, for the tests of this guard
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        self.tokens_seen += int(inputs["attention_mask"].sum())
+        loss = super().compute_loss(model, inputs, *args, **kwargs)
+        value = loss[0] if isinstance(loss, tuple) else loss
+        if self.inject_nan_at_step is not None and self.state.global_step + 1 >= self.inject_nan_at_step:
+            value = value * float("nan")
+            loss = (value, *loss[1:]) if isinstance(loss, tuple) else value
+        if not torch.isfinite(value.detach()).all():
+            raise NonFiniteLossError(f"loss is {value.item()} at step {self.state.global_step + 1}: stopping; "
+                                     "lower the learning rate or check the data (no output was written)")
+        return loss
+
+
+class MarkCompleteCheckpoints(TrainerCallback):
+    """Trainer writes a checkpoint file by file; a marker written last (atomically) says it is whole.
+
+    ``save_extra(folder)`` writes what Trainer leaves out (for PEFT models: the trainable parameters outside
+    the adapter), before the marker."""
+
+    def __init__(self, save_extra=None):
+        self.save_extra = save_extra
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if self.save_extra is not None:
+                self.save_extra(str(folder))
+            tmp = folder / f".{COMPLETE}.tmp"
+            tmp.write_text(str(state.global_step))
+            tmp.replace(folder / COMPLETE)
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def last_complete_checkpoint(folder: str) -> str | None:
+    """The newest checkpoint with its completion marker; incomplete ones (a killed save) are removed."""
+    if not os.path.isdir(folder):
+        return None
+    found = []
+    for name in os.listdir(folder):
+        m = re.fullmatch(r"checkpoint-(\d+)", name)
+        if m:
+            path = os.path.join(folder, name)
+            if os.path.exists(os.path.join(path, COMPLETE)):
+                found.append((int(m.group(1)), path))
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+    return max(found)[1] if found else None
+
+
+def peak_memory_bytes() -> tuple[int, str]:
+    """Peak memory of this process: GPU max_memory_allocated, else peak RSS."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated()), "gpu_max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_peak_rss"
+
+
+def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_from: str | None) -> dict:
+    """Loss curve summary and efficiency figures of a finished run."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    k = max(1, len(losses) // 10)
+    peak, kind = peak_memory_bytes()
+    steps = timer.times[1:] or timer.times  # the first step warms up
+    return {
+        "steps": trainer.state.global_step, "steps_this_run": len(timer.times), "resumed_from": resumed_from,
+        "loss_first": losses[0] if losses else math.nan, "loss_last": losses[-1] if losses else math.nan,
+        "loss_first_10pct_mean": sum(losses[:k]) / k if losses else math.nan,
+        "loss_last_10pct_mean": sum(losses[-k:]) / k if losses else math.nan,
+        "step_time_s": sum(steps) / len(steps) if steps else math.nan,
+        "tokens_per_s": trainer.tokens_seen / sum(timer.times) if timer.times else math.nan,
+        "peak_memory_bytes": peak, "peak_memory_kind": kind, "wall_s": round(wall, 1),
+    }

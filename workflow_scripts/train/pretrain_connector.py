@@ -1,0 +1,87 @@
+"""Stage 1: train only the connector on CC3M (image, caption) pairs in the ``plain`` template.
+
+Entry (run under torchrun on GPUs, plain python on CPU):
+    python -m workflow_scripts.train.pretrain_connector --llm L --vision V --shards DIR --config-json J
+        --checkpoints DIR --connector-out connector.safetensors --metrics metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+
+import torch
+
+from workflow_scripts.data.captions import CaptionStream
+from workflow_scripts.data.instruct import collate
+from workflow_scripts.data.shards import ShardStream
+from workflow_scripts.io import write_json
+from workflow_scripts.model.build import build_mllm
+from workflow_scripts.model.strategies import group_of, is_identity_connector_layer, parameter_report
+from workflow_scripts.train import loop
+from workflow_scripts.train.export import save_connector
+
+
+def connector_only(model, connector: str) -> None:
+    """Stage 1 trains the connector and nothing else."""
+    for name, p in model.named_parameters():
+        p.requires_grad = group_of(name) == "connector" and not is_identity_connector_layer(name, connector)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--llm", required=True)
+    ap.add_argument("--vision", required=True)
+    ap.add_argument("--shards", required=True)
+    ap.add_argument("--config-json", required=True, help="the study config (stage1, vision, connector, seed, ...)")
+    ap.add_argument("--checkpoints", required=True, help="resumable checkpoints (kept outside the outputs)")
+    ap.add_argument("--connector-out", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--inject-nan-at-step", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = json.loads(args.config_json)
+    stage, vision_cfg = config["stage1"], config["vision"]
+    connector = config.get("connector", {}).get("type", "linear")
+    start = time.time()
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() and config["stage2"].get("precision") == "bf16" else None
+    model, processor = build_mllm(args.llm, args.vision, connector, vision_cfg.get("feature_layer", -2),
+                                  vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0),
+                                  dtype=dtype or torch.float32)
+    connector_only(model, connector)
+    # Under DDP/DeepSpeed the main process reads the shards and dispatches batches (accelerate's default for
+    # iterable datasets), so the stream itself is not split by rank here.
+    dataset = CaptionStream(ShardStream(args.shards), processor.tokenizer, processor.image_processor,
+                            model.config.image_token_index, model.config.image_seq_length,
+                            stage["model_max_length"], vision_cfg.get("image_aspect", "crop"))
+    targs = loop.training_arguments(
+        args.checkpoints, lr=stage["lr"], global_batch=stage["global_batch"],
+        per_device_batch=stage["per_device_batch"],
+        epochs=stage["epochs"], max_steps=stage.get("max_steps", -1), warmup_ratio=0.03, weight_decay=0.0,
+        scheduler="cosine", precision=config["stage2"].get("precision", "bf16"), gradient_checkpointing=False,
+        save_steps=config["stage2"].get("save_steps", 500), zero_stage=config.get("deepspeed", {}).get("zero_stage", 2),
+        seed=config.get("seed", 0))
+    timer = loop.StepTimer()
+    trainer = loop.GuardedTrainer(model=model, args=targs, train_dataset=dataset,
+                                  data_collator=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
+                                  callbacks=[loop.MarkCompleteCheckpoints(), timer],
+                                  inject_nan_at_step=args.inject_nan_at_step)
+    resume = loop.last_complete_checkpoint(args.checkpoints)
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
+    if trainer.is_world_process_zero():
+        save_connector(trainer.model, connector, args.connector_out)
+        summary = loop.run_summary(trainer, timer, time.time() - start, resume)
+        summary.update(parameters=parameter_report(model, connector), skipped_samples=dataset.shards.skipped)
+        write_json(args.metrics, summary)
+        print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
