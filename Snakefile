@@ -15,6 +15,7 @@ if not config:
 include: "rules/common.smk"
 include: "rules/toy.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
 include: "rules/report.smk"
 
 

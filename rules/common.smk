@@ -61,6 +61,24 @@ def plan_config():
     return json.dumps({k: config[k] for k in ("models", "strategies", "learning_rates", "stage2", "gpus")})
 
 
+def training_config_json():
+    """The config keys training scripts read (so unrelated edits do not retrain)."""
+    keys = ("seed", "vision", "connector", "lora", "stage1", "stage2", "deepspeed", "learning_rates")
+    return json.dumps({k: config[k] for k in keys if k in config})
+
+
+def launcher(gpus):
+    """How a training job starts: torchrun with one worker per leased GPU, plain python on CPU."""
+    if int(gpus) > 0:
+        return f"OMP_NUM_THREADS=4 torchrun --standalone --nproc-per-node {int(gpus)}"
+    return "python"
+
+
+def finetune_targets():
+    """Every finetune cell of the sweep (its efficiency.json, written last)."""
+    return [f"{RESULTS}/finetune/{c.llm}/{c.strategy}/{c.lr}/efficiency.json" for c in study.finetune_cells(config)]
+
+
 def optional_flag(flag, value):
     """`--flag value` for the shell, or nothing when value is None."""
     return f"{flag} {value}" if value is not None else ""
@@ -74,6 +92,7 @@ def model_input(path):
 def all_targets():
     """What `snakemake` builds by default."""
     targets = [f"{RESULTS}/plan/study_grid.csv", f"{RESULTS}/efficiency/param_table.csv", CC3M_SUMMARY]
+    targets += finetune_targets()
     if TOY is not None:
         targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
     return targets

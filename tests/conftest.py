@@ -124,3 +124,45 @@ def tiny_base_models(tmp_path_factory, smoke_world):
     clip.save_pretrained(base / "vision")
     image_processor(64).save_pretrained(base / "vision")
     return str(base / "llm"), str(base / "vision")
+
+
+@pytest.fixture(scope="session")
+def smoke_shards(smoke_world, tmp_path_factory):
+    """The smoke world's CC3M rows downloaded by img2dataset into webdataset shards."""
+    from workflow_scripts import study
+    from workflow_scripts.data import cc3m
+
+    config, _ = smoke_world
+    out = tmp_path_factory.mktemp("shards")
+    cc3m.main(["--tsv", study.data_path(config, "cc3m_tsv"), "--shards", str(out / "shards"), "--summary",
+               str(out / "summary.json"), "--image-size", "64", "--per-shard", "10", "--threads", "4",
+               "--allow-file-urls"])
+    return str(out / "shards")
+
+
+def training_config(config: dict, **stage2) -> dict:
+    """The smoke config with stage-2 overrides, as the training scripts receive it."""
+    config = copy.deepcopy(config)
+    config["stage2"].update(stage2)
+    return config
+
+
+@pytest.fixture(scope="session")
+def trained_base_models(smoke_world, tmp_path_factory):
+    """The smoke config's toy LLM and toy CLIP, trained once per session: (llm_dir, vision_dir, metrics)."""
+    import json
+
+    from workflow_scripts.toyworld import toy_llm, toy_vision
+
+    config, _ = smoke_world
+    root = Path(config["toy_world"]["root"]) / "pretrain"
+    out = tmp_path_factory.mktemp("trained")
+    toy_llm.main(["--train", str(root / "text_train.jsonl"), "--val", str(root / "text_val.jsonl"), "--spec",
+                  json.dumps(config["toy_world"]["llm"]), "--out", str(out / "llm"), "--metrics",
+                  str(out / "llm.json")])
+    toy_vision.main(["--train", str(root / "clip_train.jsonl"), "--test", str(root / "clip_test.jsonl"),
+                     "--images", str(root), "--image-size", str(config["toy_world"]["image_size"]), "--spec",
+                     json.dumps(config["toy_world"]["vision"]), "--out", str(out / "vision"), "--metrics",
+                     str(out / "vision.json")])
+    metrics = {k: json.loads((out / f"{k}.json").read_text()) for k in ("llm", "vision")}
+    return str(out / "llm"), str(out / "vision"), metrics

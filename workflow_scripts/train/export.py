@@ -70,21 +70,8 @@ def non_adapter_names(model) -> list[str]:
 
 
 def save_non_adapter(model, folder: str) -> None:
-    """Beside a PEFT adapter (checkpoint or export): the other trainable weights, so nothing trained is lost."""
+    """Beside an exported PEFT adapter: the other trainable weights, so nothing trained is lost."""
     save_safetensors(state_of(model, non_adapter_names(model)), os.path.join(folder, NON_ADAPTER))
-
-
-def load_non_adapter(model, folder: str) -> bool:
-    """Restore the weights ``save_non_adapter`` wrote (on resume); False when there are none."""
-    path = os.path.join(folder, NON_ADAPTER)
-    if not os.path.exists(path):
-        return False
-    weights = load_file(path)
-    params = {base_name(n): p for n, p in model.named_parameters()}
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value.to(params[name].dtype))
-    return True
 
 
 def export(model, processor, out_dir: str, delta_path: str, strategy: str, connector: str,

@@ -25,7 +25,7 @@ from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import apply_strategy, parameter_report, trainable_names
 from workflow_scripts.train import loop
-from workflow_scripts.train.export import export, load_connector, load_non_adapter, save_non_adapter
+from workflow_scripts.train.export import export, load_connector
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -73,17 +73,13 @@ def main(argv=None) -> None:
         gradient_checkpointing=stage["gradient_checkpointing"], save_steps=stage["save_steps"],
         zero_stage=zero_stage, seed=config.get("seed", 0))
     timer = loop.StepTimer()
-    is_peft = hasattr(model, "peft_config")
-    extra = (lambda folder: save_non_adapter(model, folder)) if is_peft else None
     trainer = loop.GuardedTrainer(model=model, args=targs, train_dataset=dataset,
                                   data_collator=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
-                                  callbacks=[loop.MarkCompleteCheckpoints(extra), timer],
+                                  callbacks=[loop.MarkCompleteCheckpoints(), timer],
                                   inject_nan_at_step=args.inject_nan_at_step)
     resume = loop.last_complete_checkpoint(args.checkpoints)
     if resume:
         print(f"resuming from {resume}", flush=True)
-        if is_peft:  # Trainer restores the adapter; the connector, embeddings and head come from here
-            load_non_adapter(model, resume)
     trainer.train(resume_from_checkpoint=resume)
     if trainer.is_world_process_zero():
         names = trainable_names(trainer.model)

@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from workflow_scripts import study
+from workflow_scripts.model.strategies import base_name
+from workflow_scripts.train.export import save_safetensors, state_of
 
 COMPLETE = "CHECKPOINT_COMPLETE"
 
@@ -60,8 +63,19 @@ def training_arguments(out: str, *, lr: float, global_batch: int, per_device_bat
         remove_unused_columns=False, disable_tqdm=True, ddp_find_unused_parameters=False)
 
 
+TRAINABLE_STATE = "trainable_state.safetensors"
+
+
 class GuardedTrainer(Trainer):
-    """Trainer that stops on a non-finite loss (naming the step) and counts the tokens it trains on."""
+    """Trainer that stops on a non-finite loss (naming the step), counts the tokens it trains on, and keeps
+    only the trainable parameters in its checkpoints, under their in-memory names.
+
+    Why the latter: transformers 5 saves a Llava model under legacy key names, and Trainer's resume loads
+    them with strict=False — nothing matches, nothing is loaded, and a resumed run silently restarts from the
+    base weights. Saving the trainable parameters ourselves is exact (and small: a LayerNorm checkpoint holds
+    only the norms, connector, embeddings and head). Under DeepSpeed, resume goes through DeepSpeed's own
+    checkpoint instead.
+    """
 
     def __init__(self, *args, inject_nan_at_step: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -81,20 +95,29 @@ class GuardedTrainer(Trainer):
         return loss
 
 
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        folder = output_dir or self.args.output_dir
+        os.makedirs(folder, exist_ok=True)
+        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        save_safetensors(state_of(self.model, names), os.path.join(folder, TRAINABLE_STATE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        weights = load_file(os.path.join(resume_from_checkpoint, TRAINABLE_STATE))
+        params = {base_name(n): p for n, p in (model or self.model).named_parameters() if p.requires_grad}
+        if set(weights) != set(params):
+            raise ValueError(f"{resume_from_checkpoint}: checkpoint holds {len(weights)} tensors, the run trains "
+                             f"{len(params)} (was it written by another strategy?)")
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value.to(params[name].dtype))
+
+
 class MarkCompleteCheckpoints(TrainerCallback):
-    """Trainer writes a checkpoint file by file; a marker written last (atomically) says it is whole.
-
-    ``save_extra(folder)`` writes what Trainer leaves out (for PEFT models: the trainable parameters outside
-    the adapter), before the marker."""
-
-    def __init__(self, save_extra=None):
-        self.save_extra = save_extra
+    """Trainer writes a checkpoint file by file; a marker written last (atomically) says it is whole."""
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if self.save_extra is not None:
-                self.save_extra(str(folder))
             tmp = folder / f".{COMPLETE}.tmp"
             tmp.write_text(str(state.global_step))
             tmp.replace(folder / COMPLETE)

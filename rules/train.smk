@@ -1,0 +1,70 @@
+# Training: stage 1 (connector) per LLM, stage 2 (one job per LLM x strategy x LR). Checkpoints live outside the
+# outputs (Snakemake deletes outputs before a rerun), so an interrupted job resumes from its last complete one.
+
+
+rule pretrain_connector:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        shards=CC3M_SUMMARY,
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
+    output:
+        connector=protected(f"{RESULTS}/pretrain/{{llm}}/connector.safetensors"),
+        metrics=f"{RESULTS}/pretrain/{{llm}}/metrics.json",
+    params:
+        llm=lambda w: config["models"][w.llm]["path"],
+        vision=lambda w: config["vision"]["path"],
+        shards=lambda w, input: study.shards_of_summary(input.shards),
+        config=training_config_json(),
+        checkpoints=lambda w: f"{RESULTS}/checkpoints/pretrain/{w.llm}",
+        launch=launcher(config["gpus"].get("pretrain", 0)),
+    threads: 2
+    resources:
+        gpu=config["gpus"].get("pretrain", 0),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/pretrain_connector/{llm}.log",
+    benchmark:
+        "benchmarks/rules/pretrain_connector/{llm}.tsv"
+    shell:
+        "{params.launch} -m workflow_scripts.train.pretrain_connector --llm {params.llm} --vision {params.vision}"
+        " --shards {params.shards} --config-json {params.config:q} --checkpoints {params.checkpoints}"
+        " --connector-out {output.connector} --metrics {output.metrics} --threads {threads} > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
+        instruct=data_inputs("instruct_json"),
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
+    output:
+        delta=protected(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors"),
+        export=directory(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export"),
+        efficiency=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/efficiency.json",
+    params:
+        llm=lambda w: config["models"][w.llm]["path"],
+        vision=lambda w: config["vision"]["path"],
+        template=lambda w: config["models"][w.llm]["template"],
+        instruct=lambda w: study.data_path(config, "instruct_json"),
+        images=lambda w: study.data_path(config, "instruct_images"),
+        config=training_config_json(),
+        checkpoints=lambda w: f"{RESULTS}/checkpoints/finetune/{w.llm}/{w.strategy}/{w.lr}",
+        launch=lambda w: launcher(study.finetune_gpus(config, w.llm)),
+    threads: 2
+    resources:
+        gpu=lambda w: study.finetune_gpus(config, w.llm),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/finetune/{llm}/{strategy}/{lr}.log",
+    benchmark:
+        "benchmarks/rules/finetune/{llm}/{strategy}/{lr}.tsv"
+    shell:
+        "{params.launch} -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
+        " --connector {input.connector} --instruct-json {params.instruct} --images {params.images}"
+        " --template {params.template} --strategy {wildcards.strategy} --lr {wildcards.lr}"
+        " --config-json {params.config:q} --checkpoints {params.checkpoints} --export {output.export}"
+        " --delta {output.delta} --efficiency {output.efficiency} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,137 @@
+"""Stage 1 and stage 2 end to end on the smoke world with a tiny MLLM: loss goes down, only the strategy's
+parameters change, the export loads with stock transformers in a fresh process, resume is exact, NaN stops."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import subprocess_env, training_config
+from safetensors.torch import load_file
+from transformers import CLIPVisionModel, LlavaForConditionalGeneration
+
+from workflow_scripts import study
+from workflow_scripts.train import finetune, pretrain_connector
+from workflow_scripts.train.loop import COMPLETE, NonFiniteLossError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stage1(smoke_world, smoke_shards, trained_base_models, tmp_path_factory):
+    config, _ = smoke_world
+    config = training_config(config)
+    config["stage1"].update(max_steps=20, lr=2.0e-3, global_batch=8, per_device_batch=8)
+    out = tmp_path_factory.mktemp("stage1")
+    llm, vision, _ = trained_base_models
+    pretrain_connector.main(["--llm", llm, "--vision", vision, "--shards", smoke_shards, "--config-json",
+                             json.dumps(config), "--checkpoints", str(out / "ckpt"), "--connector-out",
+                             str(out / "connector.safetensors"), "--metrics", str(out / "metrics.json")])
+    return out
+
+
+def test_stage1_trains_only_the_connector_and_learns(stage1):
+    metrics = json.loads((stage1 / "metrics.json").read_text())
+    assert metrics["steps"] == 20
+    assert metrics["loss_last_10pct_mean"] < metrics["loss_first_10pct_mean"]
+    assert metrics["parameters"]["trainable_params"] == metrics["parameters"]["groups"]["connector"]["total"]
+    weights = load_file(stage1 / "connector.safetensors")
+    assert set(weights) == {"model.multi_modal_projector.linear_1.weight", "model.multi_modal_projector.linear_1.bias"}
+
+
+def _finetune_args(config, trained_base_models, stage1, out: Path, strategy="layernorm", lr="0.01", extra=()):
+    llm, vision, _ = trained_base_models
+    return ["--llm", llm, "--vision", vision, "--connector", str(stage1 / "connector.safetensors"),
+            "--instruct-json", study.data_path(config, "instruct_json"),
+            "--images", study.data_path(config, "instruct_images"), "--template", "vicuna_v1",
+            "--strategy", strategy, "--lr", lr, "--config-json", json.dumps(config),
+            "--checkpoints", str(out / "ckpt"), "--export", str(out / "export"), "--delta",
+            str(out / "delta.safetensors"), "--efficiency", str(out / "efficiency.json"), *extra]
+
+
+@pytest.fixture(scope="module")
+def stage2(smoke_world, trained_base_models, stage1, tmp_path_factory):
+    config = training_config(smoke_world[0], max_steps=10, global_batch=8, per_device_batch=8, save_steps=5)
+    config["learning_rates"] = [1.0e-2, 3.0e-3]
+    out = tmp_path_factory.mktemp("stage2")
+    finetune.main(_finetune_args(config, trained_base_models, stage1, out))
+    return config, out
+
+
+def test_stage2_layernorm_learns_and_exports_its_delta(stage2, trained_base_models):
+    _, out = stage2
+    eff = json.loads((out / "efficiency.json").read_text())
+    assert eff["steps"] == 10 and eff["loss_last_10pct_mean"] < eff["loss_first_10pct_mean"]
+    assert eff["tokens_per_s"] > 0 and eff["peak_memory_bytes"] > 0 and eff["step_time_s"] > 0
+    delta = load_file(out / "delta.safetensors")
+    norms = {n for n in delta if "layernorm" in n or n.endswith("language_model.norm.weight")}
+    assert len(norms) == 2 * 2 + 1
+    assert set(delta) - norms == {"model.multi_modal_projector.linear_1.weight",
+                                  "model.multi_modal_projector.linear_1.bias",
+                                  "model.language_model.embed_tokens.weight", "lm_head.weight"}
+    assert eff["parameters"]["trainable_params"] == sum(t.numel() for t in delta.values())
+    # The vision tower never changes.
+    base = CLIPVisionModel.from_pretrained(trained_base_models[1]).state_dict()
+    exported = LlavaForConditionalGeneration.from_pretrained(out / "export" / "model").model.vision_tower.state_dict()
+    assert set(base) == set(exported)
+    for name, value in base.items():
+        assert torch.equal(exported[name], value), name
+
+
+def test_export_loads_in_a_fresh_process_and_generates(stage2):
+    _, out = stage2
+    code = (
+        "import sys; from PIL import Image;"
+        "from transformers import AutoProcessor, LlavaForConditionalGeneration;"
+        "m = LlavaForConditionalGeneration.from_pretrained(sys.argv[1]);"
+        "p = AutoProcessor.from_pretrained(sys.argv[1]);"
+        "x = p(images=[Image.new('RGB', (64, 64), 'red')], text=['USER: <image>\\nWhat is it? ASSISTANT:'],"
+        " return_tensors='pt');"
+        "o = m.generate(**x, max_new_tokens=5, do_sample=False); print('NEW', o.shape[1] - x['input_ids'].shape[1])")
+    proc = subprocess.run([sys.executable, "-c", code, str(out / "export" / "model")], capture_output=True,
+                          text=True, env=subprocess_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split("NEW")[-1]) >= 1
+
+
+def test_lr_outside_the_grid_is_refused(stage2, trained_base_models, stage1, tmp_path):
+    config, _ = stage2
+    with pytest.raises(ValueError, match="not in the config's learning_rates"):
+        finetune.main(_finetune_args(config, trained_base_models, stage1, tmp_path, lr="0.5"))
+
+
+def test_nan_loss_stops_without_outputs(stage2, trained_base_models, stage1, tmp_path):
+    config, _ = stage2
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        finetune.main(_finetune_args(config, trained_base_models, stage1, tmp_path,
+                                     extra=("--inject-nan-at-step", "3")))
+    assert not any((tmp_path / n).exists() for n in ("delta.safetensors", "export", "efficiency.json"))
+
+
+def test_killed_finetune_resumes_to_identical_weights(stage2, trained_base_models, stage1, tmp_path):
+    """SIGKILL after the first complete checkpoint, rerun: it resumes and ends where the uninterrupted run did."""
+    config, reference = stage2
+    args = _finetune_args(config, trained_base_models, stage1, tmp_path, extra=("--threads", "1"))
+    cmd = [sys.executable, "-m", "workflow_scripts.train.finetune", *args]
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    marker = tmp_path / "ckpt" / "checkpoint-5" / COMPLETE
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists() and proc.poll() is None, "the run ended before it could be killed mid-way"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "delta.safetensors").exists()
+    finetune.main(args)
+    eff = json.loads((tmp_path / "efficiency.json").read_text())
+    assert eff["resumed_from"].endswith("checkpoint-5") and eff["steps_this_run"] == 5
+    resumed, uninterrupted = load_file(tmp_path / "delta.safetensors"), load_file(reference / "delta.safetensors")
+    assert set(resumed) == set(uninterrupted)
+    for name in resumed:
+        assert torch.allclose(resumed[name], uninterrupted[name], atol=1e-6), name
