@@ -135,3 +135,32 @@ def test_killed_finetune_resumes_to_identical_weights(stage2, trained_base_model
     assert set(resumed) == set(uninterrupted)
     for name in resumed:
         assert torch.allclose(resumed[name], uninterrupted[name], atol=1e-6), name
+
+
+def test_deepspeed_zero2_on_cpu_trains_and_resumes(stage2, trained_base_models, stage1, tmp_path):
+    """DeepSpeed ZeRO-2 through HF Trainer on CPU (gloo), one process with the launcher's variables set."""
+    config, _ = stage2
+    config = json.loads(json.dumps(config))
+    config["deepspeed"]["zero_stage"] = 2
+    config["stage2"].update(max_steps=4, save_steps=2)
+    env = subprocess_env()
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(29500 + os.getpid() % 1000))
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions"))
+
+    def run(cfg):
+        args = _finetune_args(cfg, trained_base_models, stage1, tmp_path, extra=("--threads", "2"))
+        proc = subprocess.run([sys.executable, "-m", "workflow_scripts.train.finetune", *args], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return json.loads((tmp_path / "efficiency.json").read_text())
+
+    first = run(config)
+    assert first["steps"] == 4
+    assert (tmp_path / "ckpt" / "checkpoint-4" / "global_step4").is_dir()  # DeepSpeed wrote its own checkpoint
+    config["stage2"]["max_steps"] = 6
+    for p in ("delta.safetensors", "efficiency.json"):
+        os.chmod(tmp_path / p, 0o644)
+        (tmp_path / p).unlink()
+    second = run(config)
+    assert second["resumed_from"].endswith("checkpoint-4") and second["steps_this_run"] == 2

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,16 @@ def test_smoke_workflow_builds_toy_world_models_and_plan(tmp_path):
     cc3m = json.loads((tmp_path / "resources/smoke/data/cc3m/shards_summary.json").read_text())
     assert cc3m["downloaded"] > 0 and cc3m["failed_to_download"] > 0
     assert list((tmp_path / "resources/smoke/data/cc3m/shards").glob("*.tar"))
+    assert json.loads((tmp_path / "results/pretrain/smoke-vicuna/metrics.json").read_text())["steps"] == 3
+    for strategy in ("finetune", "layernorm"):
+        for lr in ("0.003", "0.001"):
+            cell = tmp_path / f"results/finetune/smoke-vicuna/{strategy}/{lr}"
+            assert json.loads((cell / "efficiency.json").read_text())["strategy"] == strategy
+            assert (cell / "export/model/model.safetensors").exists()
+            assert not os.access(cell / "trainable_delta.safetensors", os.W_OK) or os.geteuid() == 0  # protected
+            assert (tmp_path / f"logs/finetune/smoke-vicuna/{strategy}/{lr}.log").exists()
+    table = list(csv.DictReader((tmp_path / "results/efficiency/param_table.csv").open()))
+    assert [r["strategy"] for r in table] == ["finetune", "layernorm"]
     rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))
     assert [(r["strategy"], r["lr"]) for r in rows] == [("finetune", "0.003"), ("finetune", "0.001"),
                                                         ("layernorm", "0.003"), ("layernorm", "0.001")]
