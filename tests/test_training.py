@@ -3,6 +3,7 @@ parameters change, the export loads with stock transformers in a fresh process, 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,3 +165,67 @@ def test_deepspeed_zero2_on_cpu_trains_and_resumes(stage2, trained_base_models, 
         (tmp_path / p).unlink()
     second = run(config)
     assert second["resumed_from"].endswith("checkpoint-4") and second["steps_this_run"] == 2
+
+
+def test_stage1_resumes_from_its_checkpoint_to_identical_connector(smoke_world, smoke_shards, trained_base_models,
+                                                                  tmp_path):
+    """Stage 1 streams shards (an iterable dataset): a resumed run skips what was trained and ends identical."""
+    llm, vision, _ = trained_base_models
+    config = training_config(smoke_world[0], save_steps=2)
+    config["stage1"].update(lr=2.0e-3, global_batch=4, per_device_batch=4)
+
+    def run(out, max_steps):
+        config["stage1"]["max_steps"] = max_steps
+        pretrain_connector.main(["--llm", llm, "--vision", vision, "--shards", smoke_shards, "--config-json",
+                                 json.dumps(config), "--checkpoints", str(out / "ckpt"), "--connector-out",
+                                 str(out / "connector.safetensors"), "--metrics", str(out / "metrics.json")])
+        return json.loads((out / "metrics.json").read_text())
+
+    run(tmp_path / "straight", 6)
+    # What a run killed after step 4 leaves behind: its complete checkpoint-4 (same schedule, same data).
+    shutil.copytree(tmp_path / "straight" / "ckpt" / "checkpoint-4", tmp_path / "resumed" / "ckpt" / "checkpoint-4")
+    again = run(tmp_path / "resumed", 6)
+    assert again["resumed_from"].endswith("checkpoint-4") and again["steps_this_run"] == 2
+    a = load_file(tmp_path / "straight" / "connector.safetensors")
+    b = load_file(tmp_path / "resumed" / "connector.safetensors")
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+
+
+def test_deepspeed_zero3_on_cpu_exports_gathered_weights(stage2, trained_base_models, stage1, tmp_path):
+    """Under ZeRO-3 parameters are partitioned; the export must hold the gathered, trained values."""
+    config, _ = stage2
+    config = json.loads(json.dumps(config))
+    config["deepspeed"]["zero_stage"] = 3
+    config["stage2"].update(max_steps=2, save_steps=2)
+    env = subprocess_env()
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(28500 + os.getpid() % 1000))
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions"))
+    args = _finetune_args(config, trained_base_models, stage1, tmp_path, extra=("--threads", "2"))
+    proc = subprocess.run([sys.executable, "-m", "workflow_scripts.train.finetune", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    delta = load_file(tmp_path / "delta.safetensors")
+    exported = dict(LlavaForConditionalGeneration.from_pretrained(tmp_path / "export" / "model").named_parameters())
+    assert delta and all(torch.equal(exported[k], v) for k, v in delta.items())
+    connector = load_file(stage1 / "connector.safetensors")
+    assert not torch.equal(exported["model.multi_modal_projector.linear_1.weight"],
+                           connector["model.multi_modal_projector.linear_1.weight"])  # loaded, then trained
+
+
+def test_lora_exports_adapter_and_merged_model(stage2, trained_base_models, stage1, tmp_path):
+    config, _ = stage2
+    config = json.loads(json.dumps(config))
+    config["stage2"].update(max_steps=3)
+    config["lora"] = {"r": 4, "alpha": 8, "dropout": 0.0}
+    finetune.main(_finetune_args(config, trained_base_models, stage1, tmp_path, strategy="lora"))
+    eff = json.loads((tmp_path / "efficiency.json").read_text())
+    delta = load_file(tmp_path / "delta.safetensors")
+    assert eff["parameters"]["trainable_params"] == sum(t.numel() for t in delta.values())
+    assert eff["parameters"]["groups"]["lora"]["trainable"] > 0
+    adapter = tmp_path / "export" / "adapter"
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "non_lora_trainables.safetensors").exists()
+    merged = dict(LlavaForConditionalGeneration.from_pretrained(tmp_path / "export" / "model").named_parameters())
+    assert not any("lora_" in n for n in merged)
+    assert torch.equal(merged["lm_head.weight"], delta["lm_head.weight"])

@@ -44,8 +44,9 @@ def connector_names(model, connector: str) -> list[str]:
             if group_of(n) == "connector" and not is_identity_connector_layer(n, connector)]
 
 
-def save_connector(model, connector: str, path: str) -> None:
-    save_safetensors(state_of(model, connector_names(model, connector)), path, {"connector": connector})
+def connector_state(model, connector: str) -> dict[str, torch.Tensor]:
+    """The connector's weights; collective under ZeRO-3, so every rank calls it (rank 0 writes)."""
+    return state_of(model, connector_names(model, connector))
 
 
 def load_connector(model, path: str, connector: str) -> None:
@@ -75,13 +76,15 @@ def save_non_adapter(model, folder: str) -> None:
 
 
 def export(model, processor, out_dir: str, delta_path: str, strategy: str, connector: str,
-           trainable: list[str]) -> None:
-    """Write the trainable delta (safetensors) and a merged model folder (+ a PEFT adapter for LoRA)."""
-    save_safetensors(state_of(model, trainable), delta_path, {"strategy": strategy, "connector": connector})
+           delta: dict[str, torch.Tensor], full_state: dict | None = None) -> None:
+    """Write the trainable delta (safetensors) and a merged model folder (+ a PEFT adapter for LoRA).
+
+    ``full_state`` is the gathered 16-bit state dict under ZeRO-3 (where parameters hold only a shard)."""
+    save_safetensors(delta, delta_path, {"strategy": strategy, "connector": connector})
     with atomic_dir(out_dir) as tmp:
         if hasattr(model, "merge_and_unload"):  # PEFT: keep the adapter, then fold it into the weights
             model.save_pretrained(os.path.join(tmp, "adapter"))
             save_non_adapter(model, os.path.join(tmp, "adapter"))
             model = model.merge_and_unload()
-        model.save_pretrained(os.path.join(tmp, "model"))
+        model.save_pretrained(os.path.join(tmp, "model"), state_dict=full_state)
         processor.save_pretrained(os.path.join(tmp, "model"))

@@ -23,9 +23,9 @@ from workflow_scripts.data.instruct import InstructDataset, collate, select_subs
 from workflow_scripts.data.readers import read_llava_json
 from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
-from workflow_scripts.model.strategies import apply_strategy, parameter_report, trainable_names
+from workflow_scripts.model.strategies import apply_strategy, base_name, parameter_report, trainable_names
 from workflow_scripts.train import loop
-from workflow_scripts.train.export import export, load_connector
+from workflow_scripts.train.export import export, load_connector, state_of
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -81,12 +81,16 @@ def main(argv=None) -> None:
     if resume:
         print(f"resuming from {resume}", flush=True)
     trainer.train(resume_from_checkpoint=resume)
+    # Gathers are collective under ZeRO-3: every rank takes part, rank 0 writes.
+    names = trainable_names(trainer.model)
+    full = trainer.accelerator.get_state_dict(trainer.deepspeed) if zero_stage == 3 else None
+    delta = {base_name(n): full[base_name(n)] for n in names} if full is not None else state_of(trainer.model, names)
     if trainer.is_world_process_zero():
-        names = trainable_names(trainer.model)
-        export(trainer.model, processor, args.export, args.delta, args.strategy, connector, names)
+        report = parameter_report(trainer.model, connector)  # before export: merging LoRA removes the adapters
+        export(trainer.model, processor, args.export, args.delta, args.strategy, connector, delta, full)
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         summary.update(strategy=args.strategy, lr=lr, records=len(dataset), dropped_records=dataset.dropped,
-                       parameters=parameter_report(trainer.model, connector))
+                       parameters=report)
         write_json(args.efficiency, summary)
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
 

@@ -21,7 +21,7 @@ from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import group_of, is_identity_connector_layer, parameter_report
 from workflow_scripts.train import loop
-from workflow_scripts.train.export import save_connector
+from workflow_scripts.train.export import connector_state, save_safetensors
 
 
 def connector_only(model, connector: str) -> None:
@@ -75,8 +75,9 @@ def main(argv=None) -> None:
     if resume:
         print(f"resuming from {resume}", flush=True)
     trainer.train(resume_from_checkpoint=resume)
+    weights = connector_state(trainer.model, connector)  # every rank: a collective gather under ZeRO-3
     if trainer.is_world_process_zero():
-        save_connector(trainer.model, connector, args.connector_out)
+        save_safetensors(weights, args.connector_out, {"connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         summary.update(parameters=parameter_report(model, connector), skipped_samples=dataset.shards.skipped)
         write_json(args.metrics, summary)
