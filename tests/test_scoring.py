@@ -1,0 +1,98 @@
+"""Scoring functions against hand-computed vectors (the official tools' rules)."""
+
+import pytest
+
+from workflow_scripts.evaluate import captioning, mme, pope, vqav2
+
+
+@pytest.mark.parametrize("pred, answers, expected", [
+    ("2", ["2"] * 10, 1.0),
+    ("two", ["2"] * 10, 0.0),                         # all humans agree: no normalisation at all
+    ("Yes", ["yes"] * 10, 0.0),                       # ... not even lower-casing
+    (" yes\n", ["yes"] * 10, 1.0),                    # but newlines and outer spaces are stripped
+    ("two", ["2"] * 9 + ["3"], 1.0),                  # disagreement: number words become digits
+    ("Two.", ["2"] * 9 + ["3"], 1.0),                 # period dropped, lower case
+    ("3", ["2"] * 9 + ["3"], 0.0),                    # 1 match: in the 9 subsets that keep it 1/3 ... see below
+    ("the red", ["red"] * 8 + ["blue", "green"], 1.0),  # article dropped
+    ("dont know", ["don't know"] * 5 + ["no"] * 5, 1.0),  # contraction restored
+    ("yes!", ["yes"] * 9 + ["no"], 1.0),              # '!' not touching a space: replaced by a space, stripped
+    ("red, blue", ["red blue"] * 4 + ["x"] * 6, 1.0),  # ', ' touches a space: deleted
+    ("1,000", ["1000"] * 4 + ["x"] * 6, 1.0),         # digit,digit: commas deleted
+])
+def test_vqa_accuracy(pred, answers, expected):
+    if pred == "3":
+        # "3" matches one human answer: 9 leave-one-out subsets still contain it (1/3 each), 1 does not (0).
+        expected = 9 * (1 / 3) / 10
+    assert vqav2.accuracy(pred, answers) == pytest.approx(expected)
+
+
+def test_vqa_partial_agreement_steps():
+    for matches, expected in [(1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0)]:
+        answers = ["cat"] * matches + ["dog"] * (10 - matches)
+        assert vqav2.accuracy("cat", answers) == pytest.approx(expected)
+
+
+def test_vqa_score_by_type_and_missing():
+    refs = {"1": (["yes"] * 10, "yes/no"), "2": (["2"] * 10, "number")}
+    out = vqav2.score({"1": "yes"}, refs)
+    assert out["accuracy"] == 50.0 and out["by_answer_type"] == {"number": 0.0, "yes/no": 100.0}
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("Yes", "yes"), ("no", "no"), ("Yes, there is", "yes"), ("No.", "no"), ("", "other"),
+    ("There is a cat", "other"), ("not sure", "no"),  # "no" within the first 4 characters ("not ")
+])
+def test_mme_parse(text, parsed):
+    assert mme.parse(text) == parsed
+
+
+def test_mme_score_acc_plus_and_sums():
+    refs = {"count/1/yes": ("count", "1", "yes"), "count/1/no": ("count", "1", "no"),
+            "count/2/yes": ("count", "2", "yes"), "count/2/no": ("count", "2", "no"),
+            "numerical_calculation/3/yes": ("numerical_calculation", "3", "yes"),
+            "numerical_calculation/3/no": ("numerical_calculation", "3", "no")}
+    parsed = {"count/1/yes": "yes", "count/1/no": "no", "count/2/yes": "yes", "count/2/no": "yes",
+              "numerical_calculation/3/yes": "other"}
+    out = mme.score(parsed, refs)
+    assert out["subtasks"]["count"] == {"acc": 75.0, "acc_plus": 50.0, "score": 125.0, "questions": 4}
+    assert out["subtasks"]["numerical_calculation"]["score"] == 0.0
+    assert out["perception"] == 125.0 and out["cognition"] == 0.0
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("Yes, there is a dog.", "yes"), ("No.", "no"), ("There is not a dog in the image.", "no"),
+    ("Yes. No dog is visible.", "yes"),  # only the first sentence counts
+    ("no, I do not see one", "no"), ("", "yes"), ("Nope", "yes"),
+])
+def test_pope_parse(text, parsed):
+    assert pope.parse(text) == parsed
+
+
+def test_pope_metrics_by_hand():
+    # predictions vs truth: TP=2, FP=1, FN=1, TN=4
+    pairs = [("yes", "yes")] * 2 + [("yes", "no")] + [("no", "yes")] + [("no", "no")] * 4
+    m = pope.binary_metrics(pairs)
+    assert m["accuracy"] == pytest.approx(75.0)
+    assert m["precision"] == pytest.approx(200 / 3) and m["recall"] == pytest.approx(200 / 3)
+    assert m["f1"] == pytest.approx(200 / 3) and m["yes_ratio"] == pytest.approx(37.5)
+    refs = {f"random/{i}": ("random", t) for i, (_, t) in enumerate(pairs)}
+    refs.update({f"popular/{i}": ("popular", t) for i, (_, t) in enumerate(pairs)})
+    parsed = {f"random/{i}": p for i, (p, _) in enumerate(pairs)}
+    parsed.update({f"popular/{i}": t for i, (_, t) in enumerate(pairs)})  # popular: all right
+    out = pope.score(parsed, refs)
+    assert out["f1_mean"] == pytest.approx((200 / 3 + 100) / 2)
+    assert out["accuracy_mean"] == pytest.approx((75 + 100) / 2)
+
+
+@pytest.mark.slow
+def test_captioning_cider_identical_beats_different():
+    refs = {"1": ["a red circle at the top left", "a red circle in the top left corner"],
+            "2": ["a blue star and a green square", "two shapes a blue star and a green square"],
+            "3": ["an orange diamond", "a small orange diamond on white"]}
+    perfect = captioning.score({"1": "a red circle at the top left", "2": "a blue star and a green square",
+                                "3": "an orange diamond"}, refs)
+    wrong = captioning.score({"1": "a yellow cross", "2": "a purple triangle", "3": "nothing"}, refs)
+    assert perfect["CIDEr"] > 100 and wrong["CIDEr"] < 5
+    assert perfect["BLEU-4"] > wrong["BLEU-4"] and perfect["ROUGE-L"] > wrong["ROUGE-L"]
+    assert set(perfect) == {"CIDEr", "BLEU-4", "METEOR", "ROUGE-L", "images"}
+    assert captioning.parse("\n A red circle.\nSecond line") == "A red circle."

@@ -1,0 +1,1 @@
+"""Evaluation: batched generation and one module per benchmark (build prompts, parse an answer, score)."""

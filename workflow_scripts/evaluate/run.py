@@ -1,0 +1,131 @@
+"""Evaluate one model on one benchmark: prompts, batched greedy generation, parsing, official scoring.
+Writes ``predictions.jsonl`` (id, prompt, raw output, parsed answer) and ``metrics.json`` with provenance.
+
+The model is a finetuned export (``--model DIR``) or, for the stage-1 control row, the base LLM + CLIP with the
+stage-1 connector (``--llm --vision --connector``). ``--blind`` replaces every image with a blank one.
+
+Entry: ``python -m workflow_scripts.evaluate.run --bench flickr30k --config-json J --template vicuna_v1
+--model DIR --out-dir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import torch
+
+from workflow_scripts import study
+from workflow_scripts.data.preflight import WHERE_TO_GET
+from workflow_scripts.evaluate import captioning, mme, pope, vqav2
+from workflow_scripts.evaluate.common import file_fingerprint
+from workflow_scripts.evaluate.generate import generate, prompt_text
+from workflow_scripts.io import write_json
+
+
+def _paths(config, **keys):
+    return {name: study.data_path(config, key) for name, key in keys.items()}
+
+
+# bench -> (module, data paths by role, prompt builder). One row per benchmark.
+BENCHMARKS = {
+    "mme": (mme, lambda c: _paths(c, root="mme_root"), lambda cfg, p, seed: mme.build_prompts(p["root"])),
+    "vqav2": (vqav2, lambda c: _paths(c, questions="vqav2_questions", annotations="vqav2_annotations",
+                                      train_questions="vqav2_train_questions",
+                                      train_annotations="vqav2_train_annotations", images="vqav2_images"),
+              vqav2.build_prompts),
+    "coco": (captioning, lambda c: _paths(c, karpathy_json="coco_karpathy_json", images="coco_images"),
+             captioning.build_prompts),
+    "flickr30k": (captioning, lambda c: _paths(c, karpathy_json="flickr30k_karpathy_json",
+                                               images="flickr30k_images"), captioning.build_prompts),
+    "pope": (pope, lambda c: _paths(c, root="pope_root", images="pope_images"),
+             lambda cfg, p, seed: pope.build_prompts(p["root"], p["images"], cfg["splits"])),
+}
+
+
+def check_data(bench: str, paths: dict) -> None:
+    """Fail before loading any model when a benchmark file is missing, saying where to get it."""
+    for role, path in paths.items():
+        if path is None or not os.path.exists(path):
+            key = next((k for k in WHERE_TO_GET if k.startswith(bench) and k.endswith(role)), None)
+            hint = WHERE_TO_GET.get(key, "see config/schema.yaml")
+            sys.exit(f"{bench}: missing {role} file {path}\n    get it from: {hint}")
+
+
+def load_model(args, config, dtype):
+    if args.model:
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        return LlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype), \
+            AutoProcessor.from_pretrained(args.model)
+    from workflow_scripts.model.build import build_mllm
+    from workflow_scripts.train.export import load_connector
+
+    connector = config.get("connector", {}).get("type", "linear")
+    model, processor = build_mllm(args.llm, args.vision, connector, config["vision"].get("feature_layer", -2),
+                                  config["vision"].get("select_strategy", "default"), dtype=dtype)
+    load_connector(model, args.connector, connector)
+    return model, processor
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bench", required=True, choices=sorted(BENCHMARKS))
+    ap.add_argument("--config-json", required=True)
+    ap.add_argument("--template", required=True)
+    ap.add_argument("--model", help="exported model folder (LlavaForConditionalGeneration)")
+    ap.add_argument("--llm")
+    ap.add_argument("--vision")
+    ap.add_argument("--connector", help="stage-1 connector: evaluate base LLM + CLIP + this connector")
+    ap.add_argument("--blind", action="store_true", help="replace every image by a blank one")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = json.loads(args.config_json)
+    module, paths_of, build = BENCHMARKS[args.bench]
+    cfg, paths, seed = config["benchmarks"][args.bench], paths_of(config), config.get("seed", 0)
+    check_data(args.bench, paths)
+    prompts, refs = build(cfg, paths, seed)
+    start = time.time()
+    on_gpu = torch.cuda.is_available()
+    dtype = torch.bfloat16 if on_gpu and config["stage2"].get("precision") == "bf16" else torch.float32
+    model, processor = load_model(args, config, dtype)
+    if on_gpu:
+        model = model.to("cuda")
+    outputs = generate(model, processor, prompts, args.template, cfg["max_new_tokens"], args.batch_size,
+                       blind=args.blind, image_aspect=config["vision"].get("image_aspect", "crop"),
+                       progress=lambda done, total: print(f"{done}/{total}", flush=True))
+    parsed = {p.id: module.parse(o) for p, o in zip(prompts, outputs)}
+    metrics = module.score(parsed, refs)
+    os.makedirs(args.out_dir, exist_ok=True)
+    tmp = os.path.join(args.out_dir, f".predictions.jsonl.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        for p, o in zip(prompts, outputs):
+            f.write(json.dumps({"id": p.id, "prompt": prompt_text(p, args.template), "image": p.image, "output": o,
+                                "parsed": parsed[p.id]}) + "\n")
+    os.replace(tmp, os.path.join(args.out_dir, "predictions.jsonl"))
+    metrics["provenance"] = {
+        "benchmark": args.bench, "model": args.model or {"llm": args.llm, "vision": args.vision,
+                                                          "connector": args.connector},
+        "control": "blind" if args.blind else ("stage1" if args.connector else None),
+        "template": args.template, "example_prompt": prompt_text(prompts[0], args.template) if prompts else None,
+        "shots": cfg.get("shots", 0), "decoding": {"strategy": "greedy", "max_new_tokens": cfg["max_new_tokens"],
+                                                   "batch_size": args.batch_size, "padding": "left"},
+        "dtype": str(dtype).replace("torch.", ""), "prompts": len(prompts),
+        "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        "data": {role: file_fingerprint(path) for role, path in paths.items()},
+        "seconds": round(time.time() - start, 1),
+    }
+    write_json(os.path.join(args.out_dir, "metrics.json"), metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
