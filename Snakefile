@@ -16,6 +16,7 @@ include: "rules/common.smk"
 include: "rules/toy.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 

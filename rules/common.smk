@@ -67,6 +67,27 @@ def training_config_json():
     return json.dumps({k: config[k] for k in keys if k in config})
 
 
+def evaluation_config_json():
+    """The config keys evaluation reads: data paths, benchmark settings, model settings, seed."""
+    return json.dumps({k: v for k, v in config.items() if k not in ("toy_world", "models", "strategies")})
+
+
+def control_cell():
+    """(strategy, lr) whose model the blind control runs: the first strategy at the first LR of the grid."""
+    return config["strategies"][0], study.lr_text(config["learning_rates"][0])
+
+
+def evaluation_targets():
+    """The selection benchmark for every finetune cell, and the two control rows per LLM on it."""
+    bench = config["selection"]["benchmark"]
+    strategy, lr = control_cell()
+    targets = [f"{RESULTS}/eval/{c.llm}/{c.strategy}/{c.lr}/{bench}/metrics.json" for c in study.finetune_cells(config)]
+    for llm in config["models"]:
+        targets += [f"{RESULTS}/eval_stage1/{llm}/{bench}/metrics.json",
+                    f"{RESULTS}/eval_blind/{llm}/{strategy}/{lr}/{bench}/metrics.json"]
+    return targets
+
+
 def launcher(gpus):
     """How a training job starts: torchrun with one worker per leased GPU, plain python on CPU."""
     if int(gpus) > 0:
@@ -92,7 +113,7 @@ def model_input(path):
 def all_targets():
     """What `snakemake` builds by default."""
     targets = [f"{RESULTS}/plan/study_grid.csv", f"{RESULTS}/efficiency/param_table.csv", CC3M_SUMMARY]
-    targets += finetune_targets()
+    targets += finetune_targets() + evaluation_targets()
     if TOY is not None:
         targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
     return targets

@@ -19,9 +19,17 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=timeout)
 
 
-def test_smoke_workflow_builds_toy_world_models_and_plan(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke workflow's default target, run once for this module's tests."""
+    tmp_path = tmp_path_factory.mktemp("smoke_run")
     proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path
+
+
+def test_smoke_workflow_builds_every_stage(smoke_run):
+    tmp_path = smoke_run
     world = json.loads((tmp_path / "resources/smoke/world.json").read_text())
     assert world["counts"]["pope"]["random"] > 0
     llm = json.loads((tmp_path / "results/toy_models/llm_metrics.json").read_text())
@@ -46,11 +54,41 @@ def test_smoke_workflow_builds_toy_world_models_and_plan(tmp_path):
             assert (tmp_path / f"logs/finetune/smoke-vicuna/{strategy}/{lr}.log").exists()
     table = list(csv.DictReader((tmp_path / "results/efficiency/param_table.csv").open()))
     assert [r["strategy"] for r in table] == ["finetune", "layernorm"]
+    flickr = json.loads((tmp_path / "results/eval/smoke-vicuna/layernorm/0.001/flickr30k/metrics.json").read_text())
+    assert flickr["images"] == 8 and flickr["CIDEr"] >= 0 and flickr["provenance"]["template"] == "vicuna_v1"
+    assert flickr["provenance"]["decoding"]["strategy"] == "greedy"
+    assert json.loads((tmp_path / "results/eval_blind/smoke-vicuna/finetune/0.003/flickr30k/metrics.json")
+                      .read_text())["provenance"]["control"] == "blind"
+    assert (tmp_path / "results/eval_stage1/smoke-vicuna/flickr30k/metrics.json").exists()
     rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))
     assert [(r["strategy"], r["lr"]) for r in rows] == [("finetune", "0.003"), ("finetune", "0.001"),
                                                         ("layernorm", "0.003"), ("layernorm", "0.001")]
     again = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_every_benchmark_end_to_end_through_snakemake(smoke_run):
+    """Each benchmark on the smoke world for one finetuned cell, asked for as a Snakemake target."""
+    tmp_path = smoke_run
+    cell = "results/eval/smoke-vicuna/layernorm/0.003"
+    targets = [f"{cell}/{bench}/metrics.json" for bench in ("mme", "vqav2", "coco", "pope")]
+    proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", *targets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mme = json.loads((tmp_path / cell / "mme/metrics.json").read_text())
+    assert set(mme["subtasks"]) == {"existence", "count", "position", "color", "numerical_calculation"}
+    assert 0 <= mme["perception"] <= 800 and 0 <= mme["cognition"] <= 200
+    vqa = json.loads((tmp_path / cell / "vqav2/metrics.json").read_text())
+    assert vqa["questions"] == 16 and 0 <= vqa["accuracy"] <= 100  # the configured subset of 24 questions
+    pope = json.loads((tmp_path / cell / "pope/metrics.json").read_text())
+    assert set(pope["splits"]) == {"random", "popular", "adversarial"} and 0 <= pope["f1_mean"] <= 100
+    coco = json.loads((tmp_path / cell / "coco/metrics.json").read_text())
+    assert coco["images"] == 8
+    rows = [json.loads(line) for line in (tmp_path / cell / "vqav2/predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 16 and {"id", "prompt", "output", "parsed"} <= set(rows[0])
+    assert rows[0]["prompt"].count("ASSISTANT:") == 4  # 3 text-only demonstrations, then the question
+    for bench in ("mme", "vqav2", "coco", "pope"):  # provenance names the data files with their hashes
+        data = json.loads((tmp_path / cell / f"{bench}/metrics.json").read_text())["provenance"]["data"]
+        assert all("sha256" in d or "files" in d for d in data.values())
 
 
 def test_missing_real_data_fails_in_preflight_with_where_to_get_it(tmp_path):

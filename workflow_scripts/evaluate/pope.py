@@ -13,12 +13,12 @@ from workflow_scripts.data.readers import read_pope
 from workflow_scripts.evaluate.common import Prompt, score_cli
 
 
-def build_prompts(root: str, images: str, splits) -> tuple[list[Prompt], dict]:
+def build_prompts(root: str, images: str, splits, suffix: str = "") -> tuple[list[Prompt], dict]:
     prompts, refs = [], {}
     for split in splits:
         for q in read_pope(os.path.join(root, f"coco_pope_{split}.json")):
             qid = f"{split}/{q.question_id}"
-            prompts.append(Prompt(qid, f"{IMAGE_PLACEHOLDER}\n{q.text}", os.path.join(images, q.image)))
+            prompts.append(Prompt(qid, f"{IMAGE_PLACEHOLDER}\n{q.text}{suffix}", os.path.join(images, q.image)))
             refs[qid] = (split, q.label)
     return prompts, refs
 

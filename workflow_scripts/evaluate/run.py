@@ -43,7 +43,8 @@ BENCHMARKS = {
     "flickr30k": (captioning, lambda c: _paths(c, karpathy_json="flickr30k_karpathy_json",
                                                images="flickr30k_images"), captioning.build_prompts),
     "pope": (pope, lambda c: _paths(c, root="pope_root", images="pope_images"),
-             lambda cfg, p, seed: pope.build_prompts(p["root"], p["images"], cfg["splits"])),
+             lambda cfg, p, seed: pope.build_prompts(p["root"], p["images"], cfg["splits"],
+                                                     cfg.get("prompt_suffix", ""))),
 }
 
 
@@ -72,6 +73,12 @@ def load_model(args, config, dtype):
     return model, processor
 
 
+def _init_distributed() -> int:
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", 0))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bench", required=True, choices=sorted(BENCHMARKS))
@@ -97,11 +104,14 @@ def main(argv=None) -> None:
     on_gpu = torch.cuda.is_available()
     dtype = torch.bfloat16 if on_gpu and config["stage2"].get("precision") == "bf16" else torch.float32
     model, processor = load_model(args, config, dtype)
+    rank = _init_distributed()  # under torchrun: prompts are split over the processes, answers gathered
     if on_gpu:
-        model = model.to("cuda")
+        model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     outputs = generate(model, processor, prompts, args.template, cfg["max_new_tokens"], args.batch_size,
                        blind=args.blind, image_aspect=config["vision"].get("image_aspect", "crop"),
                        progress=lambda done, total: print(f"{done}/{total}", flush=True))
+    if rank != 0:
+        return
     parsed = {p.id: module.parse(o) for p, o in zip(prompts, outputs)}
     metrics = module.score(parsed, refs)
     os.makedirs(args.out_dir, exist_ok=True)

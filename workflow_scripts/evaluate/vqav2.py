@@ -104,11 +104,13 @@ def demonstrations(train_questions, train_annotations, shots: int, seed: int) ->
 def build_prompts(cfg: dict, paths: dict, seed: int) -> tuple[list[Prompt], dict]:
     """``paths``: questions, annotations, train_questions, train_annotations, images."""
     questions = select_questions(read_vqav2(paths["questions"], paths["annotations"]), cfg["subset_size"], seed)
-    demos = demonstrations(paths["train_questions"], paths["train_annotations"], cfg["shots"], seed)
+    demos = [(q + cfg.get("prompt_suffix", ""), a)
+             for q, a in demonstrations(paths["train_questions"], paths["train_annotations"], cfg["shots"], seed)]
     prompts, refs = [], {}
     for q in questions:
         image = os.path.join(paths["images"], coco_val2014_name(q.image_id))
-        prompts.append(Prompt(str(q.question_id), f"{IMAGE_PLACEHOLDER}\n{q.question}", image, list(demos)))
+        question = f"{IMAGE_PLACEHOLDER}\n{q.question}{cfg.get('prompt_suffix', '')}"
+        prompts.append(Prompt(str(q.question_id), question, image, list(demos)))
         refs[str(q.question_id)] = (list(q.answers), q.answer_type)
     return prompts, refs
 

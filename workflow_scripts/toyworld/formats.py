@@ -64,14 +64,30 @@ def write_cc3m(scenes, rng, tsv: Path, web_dir: Path, url_dir: Path, subset_json
     return {"rows": len(rows), "dead_urls": dead_urls, "corrupt_images": 1}
 
 
+SHORT_ANSWER = " Answer the question using a single word or phrase."  # LLaVA-1.5's VQA instruction
+YES_NO = " Please answer yes or no."
+
+
 def _conversation(scene, rng) -> list[dict]:
+    """Turns of a 'conversation' record. Besides LLaVA-style long answers, some turns ask for a short answer or
+    a plain yes/no, as LLaVA-1.5's data mix does, so the benchmarks' answer formats are not foreign."""
     pool = lang.qa_pool(scene, rng)
     picked = [pool[i] for i in rng.permutation(len(pool))[: int(rng.integers(2, 5))]]
     # Yes/no questions balanced per image are what MME and POPE ask: give them an extra share.
     picked.append(lang.exists_qa(scene, rng, answer_yes=rng.random() < 0.5))
     turns = []
     for qa in picked:
-        turns += [{"from": "human", "value": qa.question}, {"from": "gpt", "value": qa.long}]
+        u = rng.random()
+        if u < 0.25:
+            q, a = qa.question + SHORT_ANSWER, qa.short
+        elif u < 0.4 and qa.short in ("yes", "no"):
+            q, a = qa.question + YES_NO, qa.short.capitalize()
+        else:
+            q, a = qa.question, qa.long
+        turns += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+    if rng.random() < 0.2:
+        turns += [{"from": "human", "value": "Please provide a description of the picture."},
+                  {"from": "gpt", "value": lang.coco_caption(scene, rng)}]
     return turns
 
 

@@ -1,0 +1,66 @@
+# Evaluation: one job per model x benchmark. Control rows: the stage-1 model (connector only) and a blind run
+# (every image replaced by a blank one) that measures what text alone achieves.
+
+
+# {evalset}: "eval" (the model as trained) or "eval_blind" (the same model, blank images).
+rule evaluate:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        model=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export",
+        data=data_inputs(),
+    output:
+        predictions=f"{RESULTS}/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}/predictions.jsonl",
+        metrics=f"{RESULTS}/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}/metrics.json",
+    wildcard_constraints:
+        evalset="eval|eval_blind",
+    params:
+        template=lambda w: config["models"][w.llm]["template"],
+        config=evaluation_config_json(),
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+        blind=lambda w: "--blind" if w.evalset == "eval_blind" else "",
+        launch=launcher(config["gpus"].get("evaluate", 0)),
+    threads: 2
+    resources:
+        gpu=config["gpus"].get("evaluate", 0),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/{evalset}/{llm}/{strategy}/{lr}/{bench}.log",
+    benchmark:
+        "benchmarks/rules/{evalset}/{llm}/{strategy}/{lr}/{bench}.tsv"
+    shell:
+        "{params.launch} -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
+        " --template {params.template} --model {input.model}/model --out-dir {params.out_dir} {params.blind}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule evaluate_stage1:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
+        data=data_inputs(),
+    output:
+        predictions=f"{RESULTS}/eval_stage1/{{llm}}/{{bench}}/predictions.jsonl",
+        metrics=f"{RESULTS}/eval_stage1/{{llm}}/{{bench}}/metrics.json",
+    params:
+        llm=lambda w: config["models"][w.llm]["path"],
+        vision=lambda w: config["vision"]["path"],
+        template=lambda w: config["models"][w.llm]["template"],
+        config=evaluation_config_json(),
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+        launch=launcher(config["gpus"].get("evaluate", 0)),
+    threads: 2
+    resources:
+        gpu=config["gpus"].get("evaluate", 0),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/evaluate_stage1/{llm}/{bench}.log",
+    benchmark:
+        "benchmarks/rules/evaluate_stage1/{llm}/{bench}.tsv"
+    shell:
+        "{params.launch} -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
+        " --template {params.template} --llm {params.llm} --vision {params.vision} --connector {input.connector}"
+        " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
