@@ -138,16 +138,22 @@ def test_killed_finetune_resumes_to_identical_weights(stage2, trained_base_model
         assert torch.allclose(resumed[name], uninterrupted[name], atol=1e-6), name
 
 
+def deepspeed_env(port_base: int) -> dict:
+    """What the launcher would set for a single CPU process (gloo), plus a cache for DeepSpeed's JIT ops."""
+    env = subprocess_env()
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port_base + os.getpid() % 1000))
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions"))
+    return env
+
+
 def test_deepspeed_zero2_on_cpu_trains_and_resumes(stage2, trained_base_models, stage1, tmp_path):
     """DeepSpeed ZeRO-2 through HF Trainer on CPU (gloo), one process with the launcher's variables set."""
     config, _ = stage2
     config = json.loads(json.dumps(config))
     config["deepspeed"]["zero_stage"] = 2
     config["stage2"].update(max_steps=4, save_steps=2)
-    env = subprocess_env()
-    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-               MASTER_PORT=str(29500 + os.getpid() % 1000))
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions"))
+    env = deepspeed_env(29500)
 
     def run(cfg):
         args = _finetune_args(cfg, trained_base_models, stage1, tmp_path, extra=("--threads", "2"))
@@ -198,10 +204,7 @@ def test_deepspeed_zero3_on_cpu_exports_gathered_weights(stage2, trained_base_mo
     config = json.loads(json.dumps(config))
     config["deepspeed"]["zero_stage"] = 3
     config["stage2"].update(max_steps=2, save_steps=2)
-    env = subprocess_env()
-    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-               MASTER_PORT=str(28500 + os.getpid() % 1000))
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions"))
+    env = deepspeed_env(28500)
     args = _finetune_args(config, trained_base_models, stage1, tmp_path, extra=("--threads", "2"))
     proc = subprocess.run([sys.executable, "-m", "workflow_scripts.train.finetune", *args], env=env,
                           capture_output=True, text=True, timeout=600)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import shutil
@@ -16,6 +18,20 @@ def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=indent) + "\n")
     tmp.replace(path)
+
+
+def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict]) -> str:
+    """Write rows as CSV to a temporary sibling, then rename it over ``path``; returns the CSV text."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(buf.getvalue())
+    tmp.replace(path)
+    return buf.getvalue()
 
 
 @contextlib.contextmanager

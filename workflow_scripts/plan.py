@@ -6,12 +6,10 @@ Entry: ``python -m workflow_scripts.plan --config-json JSON --out results/plan/s
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import os
 
 from workflow_scripts import study
+from workflow_scripts.io import write_csv
 
 COLUMNS = ["llm", "label", "template", "strategy", "lr", "gpus", "per_device_batch", "grad_accum", "global_batch"]
 
@@ -35,15 +33,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     rows = grid_rows(json.loads(args.config_json))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    tmp = f"{args.out}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, args.out)
+    write_csv(args.out, COLUMNS, rows)
     print(f"{len(rows)} finetune cells -> {args.out}")
 
 

@@ -8,16 +8,14 @@ Entry: ``python -m workflow_scripts.model.accounting --config-json JSON --out pa
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import os
 from pathlib import Path
 
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from workflow_scripts import study
+from workflow_scripts.io import write_csv
 from workflow_scripts.model.build import CONNECTORS, image_token_count
 from workflow_scripts.model.strategies import apply_strategy, parameter_report
 
@@ -111,16 +109,7 @@ def main(argv=None) -> None:
     ap.add_argument("--config-json", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    rows = table(json.loads(args.config_json))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    tmp = f"{args.out}.tmp{os.getpid()}"
-    Path(tmp).write_text(buf.getvalue())
-    os.replace(tmp, args.out)
-    print(buf.getvalue())
+    print(write_csv(args.out, COLUMNS, table(json.loads(args.config_json))))
 
 
 if __name__ == "__main__":

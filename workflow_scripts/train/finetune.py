@@ -72,15 +72,8 @@ def main(argv=None) -> None:
         weight_decay=stage["weight_decay"], scheduler=stage["lr_scheduler"], precision=stage["precision"],
         gradient_checkpointing=stage["gradient_checkpointing"], save_steps=stage["save_steps"],
         zero_stage=zero_stage, seed=config.get("seed", 0))
-    timer = loop.StepTimer()
-    trainer = loop.GuardedTrainer(model=model, args=targs, train_dataset=dataset,
-                                  data_collator=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
-                                  callbacks=[loop.MarkCompleteCheckpoints(), timer],
-                                  inject_nan_at_step=args.inject_nan_at_step)
-    resume = loop.last_complete_checkpoint(args.checkpoints)
-    if resume:
-        print(f"resuming from {resume}", flush=True)
-    trainer.train(resume_from_checkpoint=resume)
+    collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
+    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, args.inject_nan_at_step)
     # Gathers are collective under ZeRO-3: every rank takes part, rank 0 writes.
     names = trainable_names(trainer.model)
     full = trainer.accelerator.get_state_dict(trainer.deepspeed) if zero_stage == 3 else None

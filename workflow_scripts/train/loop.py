@@ -173,3 +173,16 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
         "tokens_per_s": trainer.tokens_seen / sum(timer.times) if timer.times else math.nan,
         "peak_memory_bytes": peak, "peak_memory_kind": kind, "wall_s": round(wall, 1),
     }
+
+
+def run_training(model, targs: TrainingArguments, dataset, collator, inject_nan_at_step: int | None = None):
+    """Train with the guards above, resuming from the newest complete checkpoint in ``targs.output_dir``.
+    Returns (trainer, step timer, checkpoint resumed from or None)."""
+    timer = StepTimer()
+    trainer = GuardedTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
+                             callbacks=[MarkCompleteCheckpoints(), timer], inject_nan_at_step=inject_nan_at_step)
+    resume = last_complete_checkpoint(targs.output_dir)
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer, timer, resume

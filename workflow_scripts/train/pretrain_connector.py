@@ -66,15 +66,8 @@ def main(argv=None) -> None:
         scheduler="cosine", precision=config["stage2"].get("precision", "bf16"), gradient_checkpointing=False,
         save_steps=config["stage2"].get("save_steps", 500), zero_stage=config.get("deepspeed", {}).get("zero_stage", 2),
         seed=config.get("seed", 0))
-    timer = loop.StepTimer()
-    trainer = loop.GuardedTrainer(model=model, args=targs, train_dataset=dataset,
-                                  data_collator=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
-                                  callbacks=[loop.MarkCompleteCheckpoints(), timer],
-                                  inject_nan_at_step=args.inject_nan_at_step)
-    resume = loop.last_complete_checkpoint(args.checkpoints)
-    if resume:
-        print(f"resuming from {resume}", flush=True)
-    trainer.train(resume_from_checkpoint=resume)
+    collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
+    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, args.inject_nan_at_step)
     weights = connector_state(trainer.model, connector)  # every rank: a collective gather under ZeRO-3
     if trainer.is_world_process_zero():
         save_safetensors(weights, args.connector_out, {"connector": connector})
