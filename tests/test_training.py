@@ -147,29 +147,28 @@ def deepspeed_env(port_base: int) -> dict:
     return env
 
 
+def run_deepspeed_finetune(config, zero_stage, max_steps, port_base, trained_base_models, stage1, out):
+    """finetune.py in a subprocess under DeepSpeed ZeRO-``zero_stage``; returns its efficiency.json."""
+    config = json.loads(json.dumps(config))
+    config["deepspeed"]["zero_stage"] = zero_stage
+    config["stage2"].update(max_steps=max_steps, save_steps=2)
+    args = _finetune_args(config, trained_base_models, stage1, out, extra=("--threads", "2"))
+    proc = subprocess.run([sys.executable, "-m", "workflow_scripts.train.finetune", *args],
+                          env=deepspeed_env(port_base), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads((out / "efficiency.json").read_text())
+
+
 def test_deepspeed_zero2_on_cpu_trains_and_resumes(stage2, trained_base_models, stage1, tmp_path):
     """DeepSpeed ZeRO-2 through HF Trainer on CPU (gloo), one process with the launcher's variables set."""
     config, _ = stage2
-    config = json.loads(json.dumps(config))
-    config["deepspeed"]["zero_stage"] = 2
-    config["stage2"].update(max_steps=4, save_steps=2)
-    env = deepspeed_env(29500)
-
-    def run(cfg):
-        args = _finetune_args(cfg, trained_base_models, stage1, tmp_path, extra=("--threads", "2"))
-        proc = subprocess.run([sys.executable, "-m", "workflow_scripts.train.finetune", *args], env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        return json.loads((tmp_path / "efficiency.json").read_text())
-
-    first = run(config)
+    first = run_deepspeed_finetune(config, 2, 4, 29500, trained_base_models, stage1, tmp_path)
     assert first["steps"] == 4
     assert (tmp_path / "ckpt" / "checkpoint-4" / "global_step4").is_dir()  # DeepSpeed wrote its own checkpoint
-    config["stage2"]["max_steps"] = 6
     for p in ("delta.safetensors", "efficiency.json"):
         os.chmod(tmp_path / p, 0o644)
         (tmp_path / p).unlink()
-    second = run(config)
+    second = run_deepspeed_finetune(config, 2, 6, 29500, trained_base_models, stage1, tmp_path)
     assert second["resumed_from"].endswith("checkpoint-4") and second["steps_this_run"] == 2
 
 
@@ -201,14 +200,7 @@ def test_stage1_resumes_from_its_checkpoint_to_identical_connector(smoke_world, 
 def test_deepspeed_zero3_on_cpu_exports_gathered_weights(stage2, trained_base_models, stage1, tmp_path):
     """Under ZeRO-3 parameters are partitioned; the export must hold the gathered, trained values."""
     config, _ = stage2
-    config = json.loads(json.dumps(config))
-    config["deepspeed"]["zero_stage"] = 3
-    config["stage2"].update(max_steps=2, save_steps=2)
-    env = deepspeed_env(28500)
-    args = _finetune_args(config, trained_base_models, stage1, tmp_path, extra=("--threads", "2"))
-    proc = subprocess.run([sys.executable, "-m", "workflow_scripts.train.finetune", *args], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run_deepspeed_finetune(config, 3, 2, 28500, trained_base_models, stage1, tmp_path)
     delta = load_file(tmp_path / "delta.safetensors")
     exported = dict(LlavaForConditionalGeneration.from_pretrained(tmp_path / "export" / "model").named_parameters())
     assert delta and all(torch.equal(exported[k], v) for k, v in delta.items())

@@ -34,6 +34,17 @@ def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict]) -> 
     return buf.getvalue()
 
 
+def config_to_csv_main(argv, description: str, columns: list[str], rows_of) -> str:
+    """Entry of a script that turns ``--config-json`` into the CSV ``--out`` via ``rows_of(config)``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--config-json", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    return write_csv(args.out, columns, rows_of(json.loads(args.config_json)))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary folder to fill; on success it replaces ``path`` whole, on error it is removed."""

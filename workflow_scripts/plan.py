@@ -5,11 +5,8 @@ Entry: ``python -m workflow_scripts.plan --config-json JSON --out results/plan/s
 
 from __future__ import annotations
 
-import argparse
-import json
-
 from workflow_scripts import study
-from workflow_scripts.io import write_csv
+from workflow_scripts.io import config_to_csv_main
 
 COLUMNS = ["llm", "label", "template", "strategy", "lr", "gpus", "per_device_batch", "grad_accum", "global_batch"]
 
@@ -28,13 +25,8 @@ def grid_rows(config: dict) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config-json", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    rows = grid_rows(json.loads(args.config_json))
-    write_csv(args.out, COLUMNS, rows)
-    print(f"{len(rows)} finetune cells -> {args.out}")
+    text = config_to_csv_main(argv, __doc__, COLUMNS, grid_rows)
+    print(f"{text.count(chr(10)) - 1} finetune cells")
 
 
 if __name__ == "__main__":

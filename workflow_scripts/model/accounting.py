@@ -7,7 +7,6 @@ Entry: ``python -m workflow_scripts.model.accounting --config-json JSON --out pa
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from workflow_scripts import study
-from workflow_scripts.io import write_csv
+from workflow_scripts.io import config_to_csv_main
 from workflow_scripts.model.build import CONNECTORS, image_token_count
 from workflow_scripts.model.strategies import apply_strategy, parameter_report
 
@@ -105,11 +104,7 @@ def table(config: dict) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config-json", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    print(write_csv(args.out, COLUMNS, table(json.loads(args.config_json))))
+    print(config_to_csv_main(argv, __doc__, COLUMNS, table))
 
 
 if __name__ == "__main__":
