@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo test lint dry-run clean-demo
+.PHONY: setup demo readme-table test lint dry-run clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,7 +19,12 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	snakemake --configfile config/demo.yaml --cores $(CORES)
+	snakemake --profile profiles/demo --cores $(CORES)
+	@echo; cat results/tables/table1_main.md
+
+# Copy the demo's Table 1 (from results/, after `make demo`) into README.md between its markers.
+readme-table: $(STAMP)
+	python -m workflow_scripts.report.readme README.md results/tables/table1_main.md
 
 test: $(STAMP)
 	pytest -q

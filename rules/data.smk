@@ -7,7 +7,7 @@ rule preflight:
     output:
         f"{RESULTS}/preflight/inputs.json",
     params:
-        config=json.dumps(config),
+        config=preflight_config_json(),
     conda:
         "../envs/study.yaml"
     log:

@@ -1,5 +1,5 @@
-# Reports. So far: the study grid (every finetune cell the config asks for, with its batch split), which the
-# tables use to show missing cells as missing.
+# Reports: the study grid, the LR selection, the paper's tables and the sweep figures. Tables and figures are
+# registered with report() so `snakemake --report report.html` collects them with captions.
 
 
 rule study_plan:
@@ -34,3 +34,65 @@ rule param_table:
         "benchmarks/rules/param_table.tsv"
     shell:
         "python -m workflow_scripts.model.accounting --config-json {params.config:q} --out {output} > {log} 2>&1"
+
+
+# Un-wildcarded checkpoint: once every sweep cell is scored on the selection benchmark, it picks one LR per
+# LLM x strategy; only then does the DAG know which models run the other benchmarks (report_inputs).
+checkpoint select_lr:
+    input:
+        selection_inputs(),
+    output:
+        json=f"{RESULTS}/selection/best_lr.json",
+        md=f"{RESULTS}/selection/best_lr.md",
+    params:
+        config=report_config_json(),
+        results=lambda w, output: results_root_of(output[0]),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/select_lr/select_lr.log",
+    benchmark:
+        "benchmarks/rules/select_lr.tsv"
+    shell:
+        "python -m workflow_scripts.report.select_lr --config-json {params.config:q} --results {params.results}"
+        " --json {output.json} --md {output.md} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        selection=f"{RESULTS}/selection/best_lr.json",
+        results=report_inputs,
+    output:
+        [report(f, caption="captions/tables.rst", category="Tables") if f.endswith(".csv") else f
+         for f in table_files()],
+    params:
+        config=report_config_json(),
+        results=lambda w, output: results_root_of(output[0]),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/tables/tables.log",
+    benchmark:
+        "benchmarks/rules/tables.tsv"
+    shell:
+        "python -m workflow_scripts.report.tables --config-json {params.config:q} --results {params.results} > {log} 2>&1"
+
+
+rule sweep_figure:
+    input:
+        f"{RESULTS}/selection/best_lr.json",
+    output:
+        report(f"{RESULTS}/figures/lr_sweep_{{llm}}.png", caption="captions/sweep_figure.rst", category="Figures",
+               labels={"LLM": "{llm}"}),
+    params:
+        config=report_config_json(),
+        results=lambda w, output: results_root_of(output[0]),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/sweep_figure/{llm}.log",
+    benchmark:
+        "benchmarks/rules/sweep_figure/{llm}.tsv"
+    shell:
+        "python -m workflow_scripts.report.figures --config-json {params.config:q} --results {params.results}"
+        " --llm {wildcards.llm} --out {output} > {log} 2>&1"

@@ -51,11 +51,13 @@ rule finetune:
         instruct=lambda w: study.data_path(config, "instruct_json"),
         images=lambda w: study.data_path(config, "instruct_images"),
         config=training_config_json(),
+        strategy=lambda w: w.strategy,
+        subset="",
         checkpoints=lambda w: f"{RESULTS}/checkpoints/finetune/{w.llm}/{w.strategy}/{w.lr}",
-        launch=lambda w: launcher(study.finetune_gpus(config, w.llm)),
+        launch=lambda w: launcher(study.finetune_gpus(config, w.llm, w.strategy)),
     threads: 2
     resources:
-        gpu=lambda w: study.finetune_gpus(config, w.llm),
+        gpu=lambda w: study.finetune_gpus(config, w.llm, w.strategy),
     conda:
         "../envs/study.yaml"
     log:
@@ -65,6 +67,6 @@ rule finetune:
     shell:
         "{params.launch} -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
         " --connector {input.connector} --instruct-json {params.instruct} --images {params.images}"
-        " --template {params.template} --strategy {wildcards.strategy} --lr {wildcards.lr}"
+        " --template {params.template} --strategy {params.strategy} --lr {wildcards.lr} {params.subset}"
         " --config-json {params.config:q} --checkpoints {params.checkpoints} --export {output.export}"
         " --delta {output.delta} --efficiency {output.efficiency} --threads {threads} > {log} 2>&1"

@@ -21,8 +21,10 @@ def expected_names(strategy: str) -> set[str]:
     mlp = {f"{LLM}layers.{i}.mlp.{p}.weight" for i in layers for p in ("gate_proj", "up_proj", "down_proj")}
     extra = {"model.multi_modal_projector.linear_1.weight", "model.multi_modal_projector.linear_1.bias",
              f"{LLM}embed_tokens.weight", "lm_head.weight"}
+    connector = {n for n in extra if "projector" in n}
     return {"finetune": norms | qv | kv | mlp | extra, "attn_qv": qv | extra, "attn_mlp": mlp | extra,
-            "layernorm": norms | extra, "layernorm_simp": norms}[strategy]
+            "layernorm": norms | extra, "layernorm_simp": norms,
+            "layernorm_no_connector": norms | (extra - connector), "connector_only": connector}[strategy]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,8 @@ def mllm(tiny_base_models):
     return build_mllm(*tiny_base_models)
 
 
-@pytest.mark.parametrize("strategy", ["finetune", "attn_qv", "attn_mlp", "layernorm", "layernorm_simp"])
+@pytest.mark.parametrize("strategy", ["finetune", "attn_qv", "attn_mlp", "layernorm", "layernorm_simp",
+                                      "layernorm_no_connector", "connector_only"])
 def test_strategy_trains_exactly_its_parameters(tiny_base_models, strategy):
     model, processor = build_mllm(*tiny_base_models)
     model = apply_strategy(model, strategy)
@@ -93,4 +96,4 @@ def test_one_step_changes_only_trainable_weights(tiny_base_models, toy_tokenizer
 def test_table_covers_the_config_schema():
     from conftest import SCHEMA
 
-    assert set(SCHEMA["properties"]["strategies"]["items"]["enum"]) == set(STRATEGIES)
+    assert set(SCHEMA["definitions"]["strategy"]["enum"]) == set(STRATEGIES)

@@ -37,9 +37,20 @@ def test_batch_split_rejects_indivisible_gpu_count():
 def test_cells_and_paths():
     config = load_config("config/demo.yaml")
     cells = study.finetune_cells(config)
-    assert len(cells) == 1 * 6 * 3
-    assert cells[0] == study.Cell("toy-vicuna", "finetune", "0.003")
+    assert len(cells) == 1 * 6 * 2
+    assert cells[0] == study.Cell("toy-vicuna", "finetune", "0.001")
     assert study.data_path(config, "instruct_json") == "resources/toy/data/llava/llava_instruct_80k.json"
     assert study.relative_data_paths(config)["mme_root"] == "MME_Benchmark_release_version"
     assert study.is_local_model(config, "resources/toy/models/llm")
     assert not study.is_local_model(load_config("config.yaml"), "lmsys/vicuna-7b-v1.5")
+
+
+def test_finetune_gpus_by_size_and_strategy():
+    config = load_config("config.yaml")
+    assert study.finetune_gpus(config, "vicuna-7b", "layernorm") == 4
+    config["gpus"]["finetune"] = {"7b": {"default": 4, "layernorm": 1}, "13b": 2}
+    assert study.finetune_gpus(config, "vicuna-7b", "layernorm") == 1
+    assert study.finetune_gpus(config, "vicuna-7b", "lora") == 4
+    assert study.finetune_gpus(config, "vicuna-13b", "layernorm") == 2
+    config["gpus"]["finetune"] = {"7b": {"layernorm": 1}}
+    assert study.finetune_gpus(config, "vicuna-7b", "lora") == 1  # no default: one GPU

@@ -11,13 +11,18 @@ import shutil
 from pathlib import Path
 
 
-def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
-    """Write JSON to a temporary sibling, then rename it over ``path``."""
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to a temporary sibling, then rename it over ``path`` (a rename is atomic on one filesystem)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
+    """Write JSON atomically (see ``write_text``)."""
+    write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
 def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict]) -> str:
@@ -26,11 +31,7 @@ def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict]) -> 
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(buf.getvalue())
-    tmp.replace(path)
+    write_text(path, buf.getvalue())
     return buf.getvalue()
 
 

@@ -16,7 +16,7 @@ def grid_rows(config: dict) -> list[dict]:
     rows = []
     for cell in study.finetune_cells(config):
         model = config["models"][cell.llm]
-        gpus = study.finetune_gpus(config, cell.llm)
+        gpus = study.finetune_gpus(config, cell.llm, cell.strategy)
         micro, accum = study.batch_split(config["stage2"]["global_batch"], config["stage2"]["per_device_batch"], gpus)
         rows.append({"llm": cell.llm, "label": model["label"], "template": model["template"],
                      "strategy": cell.strategy, "lr": cell.lr, "gpus": gpus, "per_device_batch": micro,

@@ -54,9 +54,14 @@ def finetune_cells(config: dict) -> list[Cell]:
             for lr in config["learning_rates"]]
 
 
-def finetune_gpus(config: dict, llm: str) -> int:
-    """GPUs a finetune job of this LLM asks for (by the model's size class; 1 when not configured)."""
-    return int(config.get("gpus", {}).get("finetune", {}).get(config["models"][llm]["size"], 1))
+def finetune_gpus(config: dict, llm: str, strategy: str | None = None) -> int:
+    """GPUs a finetune job asks for: ``gpus.finetune[<size class>]``, either one count or a mapping of
+    strategy -> count with a ``default`` (a LayerNorm job at 7B fits one GPU; full finetuning at 13B needs 4).
+    1 when not configured."""
+    by_size = config.get("gpus", {}).get("finetune", {}).get(config["models"][llm]["size"], 1)
+    if isinstance(by_size, dict):
+        return int(by_size.get(strategy, by_size.get("default", 1)))
+    return int(by_size)
 
 
 def batch_split(global_batch: int, per_device_batch: int, gpus: int) -> tuple[int, int]:
@@ -114,11 +119,12 @@ def check_config(config: dict) -> None:
     for stage in ("stage1", "stage2"):
         gpus = config.get("gpus", {}).get("pretrain", 1) if stage == "stage1" else None
         for llm in config["models"]:
-            n = gpus if gpus is not None else finetune_gpus(config, llm)
-            try:
-                batch_split(config[stage]["global_batch"], config[stage]["per_device_batch"], n)
-            except ValueError as e:
-                raise ConfigError(f"{stage}.global_batch: {e} (models.{llm})") from None
+            for strategy in config["strategies"]:
+                n = gpus if gpus is not None else finetune_gpus(config, llm, strategy)
+                try:
+                    batch_split(config[stage]["global_batch"], config[stage]["per_device_batch"], n)
+                except ValueError as e:
+                    raise ConfigError(f"{stage}.global_batch: {e} (models.{llm}, strategy {strategy})") from None
     toy = config.get("toy_world")
     if toy is not None and toy["image_size"] % toy["vision"].get("patch_size", 1):
         raise ConfigError("toy_world.vision.patch_size: must divide toy_world.image_size")

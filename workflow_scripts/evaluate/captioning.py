@@ -42,9 +42,12 @@ def parse(text: str) -> str:
     return lines[0] if lines else ""
 
 
-def score(parsed: dict[str, str], refs: dict[str, list[str]]) -> dict:
-    """Pure (given pycocoevalcap): CIDEr, BLEU-4, METEOR, ROUGE-L ×100 over the referenced images; a missing
-    prediction is scored as an empty caption."""
+EXTRA_METRICS = ("BLEU-4", "METEOR", "ROUGE-L")
+
+
+def score(parsed: dict[str, str], refs: dict[str, list[str]], extras=EXTRA_METRICS) -> dict:
+    """Pure (given pycocoevalcap): CIDEr and the ``extras`` (BLEU-4, METEOR, ROUGE-L) ×100 over the referenced
+    images; a missing prediction is scored as an empty caption. METEOR starts a Java process (~6 s)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
@@ -55,9 +58,12 @@ def score(parsed: dict[str, str], refs: dict[str, list[str]]) -> dict:
     gts = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
     res = tokenizer.tokenize({k: [{"caption": parsed.get(k, "")}] for k in refs})
     out = {"CIDEr": 100 * float(Cider().compute_score(gts, res)[0]), "images": len(refs)}
-    out["BLEU-4"] = 100 * float(Bleu(4).compute_score(gts, res, verbose=0)[0][3])
-    out["METEOR"] = 100 * float(Meteor().compute_score(gts, res)[0])
-    out["ROUGE-L"] = 100 * float(Rouge().compute_score(gts, res)[0])
+    if "BLEU-4" in extras:
+        out["BLEU-4"] = 100 * float(Bleu(4).compute_score(gts, res, verbose=0)[0][3])
+    if "METEOR" in extras:
+        out["METEOR"] = 100 * float(Meteor().compute_score(gts, res)[0])
+    if "ROUGE-L" in extras:
+        out["ROUGE-L"] = 100 * float(Rouge().compute_score(gts, res)[0])
     return out
 
 

@@ -113,7 +113,8 @@ def main(argv=None) -> None:
     if rank != 0:
         return
     parsed = {p.id: module.parse(o) for p, o in zip(prompts, outputs)}
-    metrics = module.score(parsed, refs)
+    options = {"extras": cfg["extra_metrics"]} if "extra_metrics" in cfg else {}  # captioning's optional scores
+    metrics = module.score(parsed, refs, **options)
     os.makedirs(args.out_dir, exist_ok=True)
     tmp = os.path.join(args.out_dir, f".predictions.jsonl.tmp{os.getpid()}")
     with open(tmp, "w") as f:

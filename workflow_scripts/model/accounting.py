@@ -86,9 +86,9 @@ def table(config: dict) -> list[dict]:
     rows = []
     stage2, connector = config["stage2"], config.get("connector", {}).get("type", "linear")
     for llm in config["models"]:
-        gpus = study.finetune_gpus(config, llm)
-        batch, _ = study.batch_split(stage2["global_batch"], stage2["per_device_batch"], gpus)
         for strategy in config["strategies"]:
+            gpus = study.finetune_gpus(config, llm, strategy)
+            batch, _ = study.batch_split(stage2["global_batch"], stage2["per_device_batch"], gpus)
             text = text_config_for(config, llm)
             model = meta_mllm(text, vision_config_for(config), connector, config["vision"].get("select_strategy",
                                                                                              "default"))

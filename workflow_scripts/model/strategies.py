@@ -18,7 +18,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class Strategy:
     name: str
     llm_patterns: tuple[str, ...]  # regexes searched in parameter names relative to the language model
-    with_connector_embed_head: bool = True
+    also_trains: tuple[str, ...] = ("connector", "embeddings", "head")  # groups outside the LLM's layers
     lora: bool = False
     description: str = ""
 
@@ -30,8 +30,12 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("attn_qv", (r"\.self_attn\.(q_proj|v_proj)\.",), description="q_proj and v_proj of every layer"),
     Strategy("attn_mlp", (r"\.mlp\.(gate_proj|up_proj|down_proj)\.",), description="the MLP of every layer"),
     Strategy("layernorm", NORMS, description="both LayerNorms of every layer and the final norm"),
-    Strategy("layernorm_simp", NORMS, with_connector_embed_head=False,
+    Strategy("layernorm_simp", NORMS, also_trains=(),
              description="the same norms and nothing else (connector, embeddings, head frozen)"),
+    # The connector ablation: LayerNorm tuning without the connector, and the connector alone.
+    Strategy("layernorm_no_connector", NORMS, also_trains=("embeddings", "head"),
+             description="the norms, embeddings and head (connector frozen at its stage-1 weights)"),
+    Strategy("connector_only", (), also_trains=("connector",), description="the connector alone (no LLM weight)"),
 )}
 
 
@@ -83,7 +87,7 @@ def trains(strategy: Strategy, name: str, connector: str) -> bool:
     if group == "vision" or is_identity_connector_layer(n, connector):
         return False
     if group in ("connector", "embeddings", "head"):
-        return strategy.with_connector_embed_head
+        return group in strategy.also_trains
     if n.startswith(LLM_PREFIX):
         return any(re.search(p, n[len(LLM_PREFIX):]) for p in strategy.llm_patterns)
     return False

@@ -1,0 +1,82 @@
+# Ablations, extra targets driven by config["ablations"] (`snakemake ablations`). The connector ablation needs
+# no rules of its own: its strategies are rows of the strategy table, trained and evaluated by finetune and
+# evaluate at the LR chosen for its base strategy. The data-type ablation trains the same strategy on one subset
+# of the instruct data; the `full` subset is the main run itself.
+
+
+use rule finetune as finetune_data_subset with:
+    output:
+        delta=protected(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors"),
+        export=directory(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/export"),
+        efficiency=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/efficiency.json",
+    params:
+        llm=lambda w: config["models"][w.llm]["path"],
+        vision=lambda w: config["vision"]["path"],
+        template=lambda w: config["models"][w.llm]["template"],
+        instruct=lambda w: study.data_path(config, "instruct_json"),
+        images=lambda w: study.data_path(config, "instruct_images"),
+        config=training_config_json(),
+        strategy=ABLATIONS.get("data_type", {}).get("strategy"),
+        subset=lambda w: subset_args(w.subset),
+        checkpoints=lambda w: f"{RESULTS}/checkpoints/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
+        launch=lambda w: launcher(study.finetune_gpus(config, w.llm, ABLATIONS["data_type"]["strategy"])),
+    wildcard_constraints:
+        subset="[A-Za-z0-9_]+",
+    resources:
+        gpu=lambda w: study.finetune_gpus(config, w.llm, ABLATIONS["data_type"]["strategy"]),
+    log:
+        "logs/finetune_data_subset/{llm}/{subset}/{lr}.log",
+    benchmark:
+        "benchmarks/rules/finetune_data_subset/{llm}/{subset}/{lr}.tsv"
+
+
+use rule evaluate as evaluate_data_subset with:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        model=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/export",
+        data=data_inputs(),
+    output:
+        predictions=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/eval/{{bench}}/predictions.jsonl",
+        metrics=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/eval/{{bench}}/metrics.json",
+    wildcard_constraints:
+        subset="[A-Za-z0-9_]+",
+    params:
+        template=lambda w: config["models"][w.llm]["template"],
+        config=evaluation_config_json(),
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+        blind="",
+        launch=launcher(config["gpus"].get("evaluate", 0)),
+    log:
+        "logs/evaluate_data_subset/{llm}/{subset}/{lr}/{bench}.log",
+    benchmark:
+        "benchmarks/rules/evaluate_data_subset/{llm}/{subset}/{lr}/{bench}.tsv"
+
+
+rule ablation_table:
+    input:
+        selection=f"{RESULTS}/selection/best_lr.json",
+        results=ablation_inputs,
+    output:
+        report(f"{RESULTS}/tables/ablation_{{ablation}}.csv", caption="captions/ablations.rst", category="Ablations",
+               labels={"ablation": "{ablation}"}),
+        f"{RESULTS}/tables/ablation_{{ablation}}.md",
+        f"{RESULTS}/tables/ablation_{{ablation}}.tex",
+    wildcard_constraints:
+        ablation="|".join(ABLATIONS) or "no_ablation_configured",
+    params:
+        config=report_config_json(),
+        results=lambda w, output: results_root_of(output[0]),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/ablation_table/{ablation}.log",
+    benchmark:
+        "benchmarks/rules/ablation_table/{ablation}.tsv"
+    shell:
+        "python -m workflow_scripts.report.ablations --config-json {params.config:q} --results {params.results}"
+        " --ablation {wildcards.ablation} > {log} 2>&1"
+
+
+rule ablations:
+    input:
+        ablation_tables(),

@@ -1,0 +1,119 @@
+"""LR selection and the tables, on a hand-made results tree: values are checked against hand-written
+expectations, and a cell whose run did not finish shows as missing, never as zero."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from workflow_scripts.report import paths, readme, select_lr, tables
+from workflow_scripts.report.render import Table, tex_escape, to_csv, to_latex, to_markdown
+
+CONFIG = {
+    "models": {"m": {"label": "MM-M", "path": "x", "template": "vicuna_v1", "size": "toy"}},
+    "strategies": ["finetune", "layernorm"],
+    "learning_rates": [1.0e-3, 3.0e-4, 1.0e-4],
+    "benchmarks": {"mme": {}, "flickr30k": {}, "pope": {}},
+    "selection": {"benchmark": "flickr30k", "metric": "CIDEr"},
+}
+
+
+def put(path, obj):
+    import os
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+@pytest.fixture
+def results(tmp_path):
+    r = str(tmp_path)
+    sweep = {("finetune", "0.001"): 10.0, ("finetune", "0.0003"): 12.0, ("finetune", "0.0001"): float("nan"),
+             ("layernorm", "0.001"): 20.0, ("layernorm", "0.0003"): 20.0}  # layernorm 1e-4: the run failed
+    for (s, lr), cider in sweep.items():
+        put(paths.eval_metrics(r, "m", s, lr, "flickr30k"), {"CIDEr": cider})
+    # finetune @ 3e-4 has every benchmark; layernorm @ 1e-3 lacks POPE (its evaluation failed).
+    put(paths.eval_metrics(r, "m", "finetune", "0.0003", "mme"), {"perception": 900.5, "cognition": 200.0})
+    put(paths.eval_metrics(r, "m", "finetune", "0.0003", "pope"), {"f1_mean": 80.0})
+    put(paths.eval_metrics(r, "m", "layernorm", "0.001", "mme"), {"perception": 1000.0, "cognition": 250.0})
+    put(paths.efficiency(r, "m", "layernorm", "0.001"),
+        {"parameters": {"trainable_params": 100, "trainable_pct": 1.5}, "peak_memory_bytes": 2 * 1024 ** 3,
+         "peak_memory_kind": "cuda_max_allocated", "step_time_s": 0.5})
+    put(paths.efficiency(r, "m", "finetune", "0.0003"),
+        {"parameters": {"trainable_params": 1000, "trainable_pct": 50.0}, "peak_memory_bytes": 8 * 1024 ** 3,
+         "peak_memory_kind": "cuda_max_allocated", "step_time_s": 1.0})
+    for bench, metrics in (("mme", {"perception": 10.0, "cognition": 0.0}), ("flickr30k", {"CIDEr": 1.0}),
+                           ("pope", {"f1_mean": 66.7})):
+        put(paths.stage1_metrics(r, "m", bench), metrics)
+    put(paths.selection(r), select_lr.select(CONFIG, r))
+    return r
+
+
+def test_best_lr_ties_go_to_the_larger_lr_and_nan_or_missing_is_skipped():
+    values = {"0.001": 1e-3, "0.0003": 3e-4, "0.0001": 1e-4}
+    assert select_lr.best_lr({"0.001": 5.0, "0.0003": 5.0, "0.0001": 4.0}, values) == "0.001"
+    assert select_lr.best_lr({"0.001": float("nan"), "0.0003": 2.0, "0.0001": None}, values) == "0.0003"
+    assert select_lr.best_lr({"0.001": None, "0.0003": float("inf")}, values) is None
+
+
+def test_selection_document(results):
+    doc = json.load(open(paths.selection(results)))
+    assert doc["selected"]["m"]["finetune"]["lr"] == "0.0003"
+    assert doc["selected"]["m"]["layernorm"] == {"lr": "0.001", "score": 20.0,
+                                                 "scores": {"0.001": 20.0, "0.0003": 20.0, "0.0001": None}}
+    md = select_lr.markdown(doc)
+    assert "| m | layernorm | 0.001 | 20.00 |" in md
+
+
+def test_table1_values_and_missing_cells(results):
+    t1 = tables.build(CONFIG, results)["table1_main"]
+    assert t1.columns == ["LLM", "strategy", "LR", "trainable %", "MME-P", "MME-C", "Flickr30k", "POPE"]
+    rows = {r[1]: r for r in t1.rows}
+    assert rows["stage 1 only (connector)"][4:] == [10.0, 0.0, 1.0, 66.7]
+    assert rows["finetune"] == ["MM-M", "finetune", "0.0003", 50.0, 900.5, 200.0, 12.0, 80.0]
+    assert rows["layernorm"] == ["MM-M", "layernorm", "0.001", 1.5, 1000.0, 250.0, 20.0, None]
+    assert rows["blind (finetune, blank images)"][2:] == ["0.0003", "n/a", None, None, None, None]  # not run yet
+    md = to_markdown(t1)
+    assert "| MM-M | layernorm | 0.001 | 1.500 | 1000.00 | 250.00 | 20.00 | — |" in md
+    csv_rows = list(csv.reader(io.StringIO(to_csv(t1))))
+    assert csv_rows[3] == ["MM-M", "finetune", "0.0003", "50.0", "900.5", "200.0", "12.0", "80.0"]
+    assert csv_rows[4][-1] == ""  # missing, not 0
+    assert "& -- \\\\" in to_latex(t1)
+
+
+def test_table2_efficiency_and_reductions(results):
+    config = dict(CONFIG, strategies=["lora", "layernorm"])
+    put(paths.eval_metrics(results, "m", "lora", "0.001", "flickr30k"), {"CIDEr": 3.0})
+    put(paths.efficiency(results, "m", "lora", "0.001"),
+        {"parameters": {"trainable_params": 400, "trainable_pct": 6.0}, "peak_memory_bytes": 4 * 1024 ** 3,
+         "peak_memory_kind": "cuda_max_allocated", "step_time_s": 0.8})
+    put(paths.selection(results), select_lr.select(config, results))
+    t2 = tables.build(config, results)["table2_efficiency"]
+    assert t2.rows[1] == ["MM-M", "layernorm", 100, 1.5, 2.0, "cuda_max_allocated", None, 0.5]
+    # 100 vs 400 parameters, 2 vs 4 GiB, 0.5 vs 0.8 s: 75 %, 50 %, 37.5 % less.
+    assert "trains 75.0 % fewer parameters than LoRA, with 50.0 % less peak memory and 37.5 % shorter steps" \
+        in t2.notes[0]
+
+
+def test_lr_sweep_table(results):
+    sweep = tables.build(CONFIG, results)["lr_sweep"]
+    assert sweep.columns == ["LLM", "strategy", "0.001", "0.0003", "0.0001", "chosen LR"]
+    assert sweep.rows[1] == ["MM-M", "layernorm", 20.0, 20.0, None, "0.001"]
+    assert "nan" in to_markdown(sweep)  # a diverged run's score is shown as what it is
+
+
+def test_render_formats():
+    t = Table("T_1 50%", ["a", "b"], rows=[["x&y", 1234], [None, 0.5]])
+    assert tex_escape("a_b & 5% #1") == r"a\_b \& 5\% \#1"
+    assert to_markdown(t).splitlines()[4] == "| x&y | 1,234 |"
+    assert to_markdown(t).splitlines()[5] == "| — | 0.50 |"
+    assert r"\caption{T\_1 50\%}" in to_latex(t)
+
+
+def test_readme_splice():
+    text = f"intro\n{readme.START}\nold\n{readme.END}\nrest\n"
+    assert readme.splice(text, "| new |\n") == f"intro\n{readme.START}\n| new |\n{readme.END}\nrest\n"
+    with pytest.raises(ValueError):
+        readme.splice("no markers", "x")

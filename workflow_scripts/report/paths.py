@@ -1,0 +1,59 @@
+"""Where each result file of the study lives under the results root. The rules' target helpers and the
+report scripts both use these, so the layout is written down once."""
+
+from __future__ import annotations
+
+import os
+
+
+def eval_metrics(results: str, llm: str, strategy: str, lr: str, bench: str, evalset: str = "eval") -> str:
+    """metrics.json of a finetuned model (``evalset="eval"``) or of its blind control (``"eval_blind"``)."""
+    return os.path.join(results, evalset, llm, strategy, lr, bench, "metrics.json")
+
+
+def stage1_metrics(results: str, llm: str, bench: str) -> str:
+    """metrics.json of the stage-1-only control (base LLM + trained connector)."""
+    return os.path.join(results, "eval_stage1", llm, bench, "metrics.json")
+
+
+def efficiency(results: str, llm: str, strategy: str, lr: str) -> str:
+    """efficiency.json a finetune job writes last (step time, peak memory, trainable parameters)."""
+    return os.path.join(results, "finetune", llm, strategy, lr, "efficiency.json")
+
+
+def data_subset_run(results: str, llm: str, subset: str, lr: str) -> str:
+    """Folder of a data-type ablation run (the strategy trained on one subset of the instruct data)."""
+    return os.path.join(results, "ablations", "data_type", llm, subset, lr)
+
+
+def data_subset_metrics(results: str, llm: str, strategy: str, subset: str, lr: str, bench: str) -> str:
+    """metrics.json of a data-type ablation run; the ``full`` subset is the main sweep's run itself."""
+    if subset == "full":
+        return eval_metrics(results, llm, strategy, lr, bench)
+    return os.path.join(data_subset_run(results, llm, subset, lr), "eval", bench, "metrics.json")
+
+
+def selection(results: str) -> str:
+    return os.path.join(results, "selection", "best_lr.json")
+
+
+def param_table(results: str) -> str:
+    return os.path.join(results, "efficiency", "param_table.csv")
+
+
+def table(results: str, name: str, ext: str) -> str:
+    return os.path.join(results, "tables", f"{name}.{ext}")
+
+
+def sweep_figure(results: str, llm: str) -> str:
+    return os.path.join(results, "figures", f"lr_sweep_{llm}.png")
+
+
+def read_json(path: str) -> dict | None:
+    """A result file's content, or None when the run that makes it has not finished (or failed)."""
+    import json
+
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,83 @@
+"""Choose each LLM x strategy's learning rate on the selection benchmark (Flickr30k CIDEr in the paper).
+
+The highest score wins; a tie goes to the larger learning rate (the paper sweeps LRs to find where each strategy
+trains best; between equal scores the larger LR is the one that reached it in fewer effective updates, and it
+keeps the choice deterministic). A cell without a finished, finite score is left out; a strategy with none at all
+gets no selection (``lr: null``) and shows as missing in the tables.
+
+Entry: ``python -m workflow_scripts.report.select_lr --config-json J --results DIR --json OUT --md OUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from workflow_scripts import study
+from workflow_scripts.io import write_json, write_text
+from workflow_scripts.report import paths
+
+
+def best_lr(scores: dict[str, float | None], lr_values: dict[str, float]) -> str | None:
+    """LR text with the highest finite score, ties to the larger LR; None when no score is usable."""
+    usable = [(s, lr_values[lr], lr) for lr, s in scores.items() if s is not None and math.isfinite(s)]
+    return max(usable)[2] if usable else None
+
+
+def sweep_scores(config: dict, results: str) -> dict[str, dict[str, dict[str, float | None]]]:
+    """llm -> strategy -> LR text -> selection score (None where the result file is missing)."""
+    bench, metric = selection_key(config)
+    out: dict = {}
+    for cell in study.finetune_cells(config):
+        metrics = paths.read_json(paths.eval_metrics(results, cell.llm, cell.strategy, cell.lr, bench))
+        score = None if metrics is None else metrics.get(metric)
+        out.setdefault(cell.llm, {}).setdefault(cell.strategy, {})[cell.lr] = score
+    return out
+
+
+def selection_key(config: dict) -> tuple[str, str]:
+    sel = config.get("selection", {})
+    return sel.get("benchmark", "flickr30k"), sel.get("metric", "CIDEr")
+
+
+def select(config: dict, results: str) -> dict:
+    """The selection document: benchmark, metric, rule, and per LLM x strategy the chosen LR and all scores."""
+    bench, metric = selection_key(config)
+    lr_values = {study.lr_text(x): x for x in config["learning_rates"]}
+    chosen = {}
+    for llm, by_strategy in sweep_scores(config, results).items():
+        chosen[llm] = {}
+        for strategy, scores in by_strategy.items():
+            lr = best_lr(scores, lr_values)
+            chosen[llm][strategy] = {"lr": lr, "score": None if lr is None else scores[lr], "scores": scores}
+    return {"benchmark": bench, "metric": metric, "rule": "highest score; ties to the larger LR",
+            "selected": chosen}
+
+
+def markdown(doc: dict) -> str:
+    lines = [f"# Learning rate chosen on {doc['benchmark']} {doc['metric']}", "",
+             f"Rule: {doc['rule']}. Missing: the run has no finished result.", "",
+             "| LLM | strategy | chosen LR | score |", "|---|---|---|---|"]
+    for llm, by_strategy in doc["selected"].items():
+        for strategy, sel in by_strategy.items():
+            score = "—" if sel["score"] is None else f"{sel['score']:.2f}"
+            lines.append(f"| {llm} | {strategy} | {sel['lr'] or '—'} | {score} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config-json", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--md", required=True)
+    args = ap.parse_args(argv)
+    doc = select(json.loads(args.config_json), args.results)
+    write_json(args.json, doc)
+    write_text(args.md, markdown(doc))
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()

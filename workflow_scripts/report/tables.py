@@ -1,0 +1,156 @@
+"""The paper's tables from result files: Table 1 (benchmarks at the chosen LR, with control rows), Table 2
+(efficiency), and the LR sweep. Each is written as Markdown, CSV and LaTeX under ``results/tables/``.
+
+Entry: ``python -m workflow_scripts.report.tables --config-json J --results DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from functools import partial
+
+from workflow_scripts import study
+from workflow_scripts.io import write_text
+from workflow_scripts.report import paths
+from workflow_scripts.report.render import RENDERERS, Table, to_markdown
+
+# Table 1's benchmark columns: header, benchmark, metric key in its metrics.json. Scores as the paper reports
+# them (MME totals, VQAv2 accuracy %, CIDEr x100, POPE F1 % averaged over the three splits).
+BENCH_COLUMNS = [("MME-P", "mme", "perception"), ("MME-C", "mme", "cognition"), ("VQAv2", "vqav2", "accuracy"),
+                 ("MSCOCO", "coco", "CIDEr"), ("Flickr30k", "flickr30k", "CIDEr"), ("POPE", "pope", "f1_mean")]
+TABLE_NAMES = ("table1_main", "table2_efficiency", "lr_sweep")
+GIB = 1024 ** 3
+
+
+def bench_columns(config: dict) -> list[tuple[str, str, str]]:
+    return [c for c in BENCH_COLUMNS if c[1] in config["benchmarks"]]
+
+
+def scores(columns: list[tuple[str, str, str]], metrics_path) -> list:
+    """The benchmark cells of one row; ``metrics_path(bench)`` gives the file (a missing file: None)."""
+    out = []
+    for _, bench, key in columns:
+        metrics = paths.read_json(metrics_path(bench))
+        out.append(None if metrics is None else metrics.get(key))
+    return out
+
+
+def blind_cell(config: dict, selection: dict, llm: str) -> tuple[str, str | None]:
+    """The model the blind control runs: the first strategy of the config at its chosen LR."""
+    strategy = config["strategies"][0]
+    return strategy, selection["selected"][llm][strategy]["lr"]
+
+
+def trainable_pct(results: str, llm: str, strategy: str, lr: str | None, analytic: dict) -> float | None:
+    """Trainable share of the whole MLLM: as measured by the run, else from the analytic parameter table."""
+    eff = paths.read_json(paths.efficiency(results, llm, strategy, lr)) if lr else None
+    if eff is not None:
+        return eff["parameters"]["trainable_pct"]
+    row = analytic.get((llm, strategy))
+    return None if row is None else float(row["trainable_pct"])
+
+
+def read_param_table(results: str) -> dict[tuple[str, str], dict]:
+    path = paths.param_table(results)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {(r["llm"], r["strategy"]): r for r in csv.DictReader(f)}
+
+
+def table1(config: dict, results: str, selection: dict) -> Table:
+    analytic = read_param_table(results)
+    table = Table("Table 1: benchmarks at the learning rate chosen on "
+                  f"{selection['benchmark']} {selection['metric']}",
+                  ["LLM", "strategy", "LR", "trainable %"] + [c[0] for c in bench_columns(config)],
+                  digits={"trainable %": 3})
+    columns, missing = bench_columns(config), [None] * len(bench_columns(config))
+    for llm, model in config["models"].items():
+        label = model["label"]
+        table.rows.append([label, "stage 1 only (connector)", "n/a", "n/a"]
+                          + scores(columns, partial(paths.stage1_metrics, results, llm)))
+        strategy, lr = blind_cell(config, selection, llm)
+        table.rows.append([label, f"blind ({strategy}, blank images)", lr, "n/a"]
+                          + (scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr,
+                                                     evalset="eval_blind")) if lr else missing))
+        for strategy in config["strategies"]:
+            lr = selection["selected"][llm][strategy]["lr"]
+            cells = scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr)) if lr else missing
+            table.rows.append([label, strategy, lr, trainable_pct(results, llm, strategy, lr, analytic)] + cells)
+    table.notes = ["— : the run has not finished or failed (never a zero).",
+                   "blind: the first strategy's model at its chosen LR with every image blank — what text alone gets."]
+    return table
+
+
+def reduction(a: float | None, b: float | None) -> str:
+    return "—" if a is None or b is None or not b else f"{100 * (1 - a / b):.1f} %"
+
+
+def table2(config: dict, results: str, selection: dict) -> Table:
+    analytic = read_param_table(results)
+    table = Table("Table 2: efficiency of stage-2 finetuning at the chosen LR",
+                  ["LLM", "strategy", "trainable params", "trainable %", "peak memory GiB (measured)", "measured on",
+                   "memory GiB (analytic, per GPU)", "step time s"], digits={"trainable %": 3, "step time s": 3})
+    for llm, model in config["models"].items():
+        measured = {}
+        for strategy in config["strategies"]:
+            lr = selection["selected"][llm][strategy]["lr"]
+            eff = paths.read_json(paths.efficiency(results, llm, strategy, lr)) if lr else None
+            row = analytic.get((llm, strategy))
+            params = (eff["parameters"]["trainable_params"] if eff else
+                      int(row["trainable_params"]) if row else None)
+            memory = eff["peak_memory_bytes"] / GIB if eff and eff.get("peak_memory_bytes") else None
+            measured[strategy] = (params, memory, eff["step_time_s"] if eff else None)
+            table.rows.append([model["label"], strategy, params, trainable_pct(results, llm, strategy, lr, analytic),
+                               memory, eff.get("peak_memory_kind") if eff else None,
+                               float(row["total_gib"]) if row else None, measured[strategy][2]])
+        if "layernorm" in measured and "lora" in measured:
+            (p_ln, m_ln, t_ln), (p_lo, m_lo, t_lo) = measured["layernorm"], measured["lora"]
+            table.notes.append(f"{model['label']}: LayerNorm tuning trains {reduction(p_ln, p_lo)} fewer parameters"
+                               f" than LoRA, with {reduction(m_ln, m_lo)} less peak memory and "
+                               f"{reduction(t_ln, t_lo)} shorter steps.")
+    table.notes.append("peak memory: torch.cuda.max_memory_allocated on GPU, peak RSS of the process on CPU.")
+    return table
+
+
+def lr_sweep(config: dict, selection: dict) -> Table:
+    lrs = [study.lr_text(x) for x in config["learning_rates"]]
+    table = Table(f"LR sweep: {selection['benchmark']} {selection['metric']} per learning rate",
+                  ["LLM", "strategy"] + lrs + ["chosen LR"])
+    for llm, model in config["models"].items():
+        for strategy in config["strategies"]:
+            sel = selection["selected"][llm][strategy]
+            table.rows.append([model["label"], strategy] + [sel["scores"].get(lr) for lr in lrs] + [sel["lr"]])
+    table.notes = [f"chosen: {selection['rule']}."]
+    return table
+
+
+def build(config: dict, results: str) -> dict[str, Table]:
+    selection = paths.read_json(paths.selection(results))
+    if selection is None:
+        raise SystemExit(f"no LR selection at {paths.selection(results)}: run the select_lr rule first")
+    return {"table1_main": table1(config, results, selection), "table2_efficiency": table2(config, results, selection),
+            "lr_sweep": lr_sweep(config, selection)}
+
+
+def write(tables: dict[str, Table], results: str) -> None:
+    for name, table in tables.items():
+        for ext, render in RENDERERS.items():
+            write_text(paths.table(results, name, ext), render(table))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config-json", required=True)
+    ap.add_argument("--results", required=True)
+    args = ap.parse_args(argv)
+    tables = build(json.loads(args.config_json), args.results)
+    write(tables, args.results)
+    print(to_markdown(tables["table1_main"]))
+
+
+if __name__ == "__main__":
+    main()
