@@ -89,7 +89,8 @@ def plan_config():
 
 def training_config_json():
     """The config keys training scripts read (so unrelated edits do not retrain)."""
-    keys = ("seed", "vision", "connector", "lora", "stage1", "stage2", "deepspeed", "learning_rates")
+    keys = ("seed", "vision", "connector", "lora", "stage1", "stage2", "deepspeed", "learning_rates",
+            "allow_pickle_checkpoints")
     return json.dumps({k: config[k] for k in keys if k in config})
 
 

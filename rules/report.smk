@@ -58,6 +58,27 @@ checkpoint select_lr:
         " --json {output.json} --md {output.md} > {log} 2>&1"
 
 
+# One LLM's sweep and the LR each strategy would get, without waiting for the other LLMs:
+# `snakemake results/selection/sweep_vicuna-7b.md`.
+rule sweep_summary:
+    input:
+        lambda w: [f for f in selection_inputs() if f"/eval/{w.llm}/" in f],
+    output:
+        f"{RESULTS}/selection/sweep_{{llm}}.md",
+    params:
+        config=report_config_json(),
+        results=lambda w, output: results_root_of(output[0]),
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/sweep_summary/{llm}.log",
+    benchmark:
+        "benchmarks/rules/sweep_summary/{llm}.tsv"
+    shell:
+        "python -m workflow_scripts.report.select_lr --config-json {params.config:q} --results {params.results}"
+        " --llm {wildcards.llm} --md {output} > {log} 2>&1"
+
+
 rule tables:
     input:
         selection=f"{RESULTS}/selection/best_lr.json",

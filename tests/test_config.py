@@ -44,6 +44,9 @@ def _bad(mutate):
     (lambda c: c["models"]["vicuna-7b"].__setitem__("template", "chatml"), "template"),
     (lambda c: c.__setitem__("typo_key", 1), "typo_key"),
     (lambda c: c["benchmarks"].__setitem__("gqa", {"root": "gqa"}), "gqa"),
+    (lambda c: c["stage1"].__setitem__("per_device_batch", -4), "per_device_batch"),
+    (lambda c: c.__setitem__("learning_rates", ["2e-5"]), "learning_rates"),
+    (lambda c: c["ablations"]["connector"]["strategies"].append("bitfit"), "strategies"),
 ])
 def test_schema_rejects_bad_config_naming_the_key(mutate, key):
     with pytest.raises(jsonschema.ValidationError) as err:
@@ -60,6 +63,11 @@ def test_yaml_short_exponent_is_a_string_and_rejected():
     (lambda c: c.__setitem__("learning_rates", [1.0e-4, 1.00000001e-4]), "learning_rates"),
     (lambda c: c["selection"].__setitem__("benchmark", "gqa"), "selection.benchmark"),
     (lambda c: c["gpus"]["finetune"].__setitem__("13b", 3), "stage2.global_batch"),
+    (lambda c: c["models"]["vicuna-7b"].__setitem__("path", "/nonexistent/vicuna-7b"), "models.vicuna-7b.path"),
+    (lambda c: c["vision"].__setitem__("path", "./models/clip-missing"), "vision.path"),
+    (lambda c: c["ablations"]["connector"].__setitem__("base", "connector_only"), "ablations.connector.base"),
+    (lambda c: c["ablations"]["data_type"].__setitem__("benchmarks", ["pope", "gqa"]),
+     "ablations.data_type.benchmarks"),
 ])
 def test_cross_key_checks_name_the_key(mutate, key):
     config = validated(yaml.safe_load((REPO / "config.yaml").read_text()))

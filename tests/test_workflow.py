@@ -57,9 +57,7 @@ def test_smoke_workflow_builds_every_stage(smoke_run):
     flickr = json.loads((tmp_path / "results/eval/smoke-vicuna/layernorm/0.001/flickr30k/metrics.json").read_text())
     assert flickr["images"] == 8 and flickr["CIDEr"] >= 0 and flickr["provenance"]["template"] == "vicuna_v1"
     assert flickr["provenance"]["decoding"]["strategy"] == "greedy"
-    assert json.loads((tmp_path / "results/eval_blind/smoke-vicuna/finetune/0.003/flickr30k/metrics.json")
-                      .read_text())["provenance"]["control"] == "blind"
-    assert (tmp_path / "results/eval_stage1/smoke-vicuna/flickr30k/metrics.json").exists()
+    assert "METEOR" not in flickr and "ROUGE-L" in flickr  # the smoke config's extra_metrics
     rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))
     assert [(r["strategy"], r["lr"]) for r in rows] == [("finetune", "0.003"), ("finetune", "0.001"),
                                                         ("layernorm", "0.003"), ("layernorm", "0.001")]
@@ -67,13 +65,36 @@ def test_smoke_workflow_builds_every_stage(smoke_run):
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_every_benchmark_end_to_end_through_snakemake(smoke_run):
-    """Each benchmark on the smoke world for one finetuned cell, asked for as a Snakemake target."""
+def chosen_lrs(tmp_path):
+    doc = json.loads((tmp_path / "results/selection/best_lr.json").read_text())
+    return {s: sel["lr"] for s, sel in doc["selected"]["smoke-vicuna"].items()}
+
+
+def test_lr_selection_drives_the_full_evaluation(smoke_run):
+    """The checkpoint picks each strategy's LR from the sweep; only there do the other benchmarks run."""
     tmp_path = smoke_run
-    cell = "results/eval/smoke-vicuna/layernorm/0.003"
-    targets = [f"{cell}/{bench}/metrics.json" for bench in ("mme", "vqav2", "coco", "pope")]
-    proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", *targets)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "results/selection/best_lr.json").read_text())
+    for strategy, sel in doc["selected"]["smoke-vicuna"].items():
+        sweep = {lr: json.loads((tmp_path / f"results/eval/smoke-vicuna/{strategy}/{lr}/flickr30k/metrics.json")
+                                .read_text())["CIDEr"] for lr in ("0.003", "0.001")}
+        assert sel["scores"] == sweep
+        best = max(sweep.values())
+        assert sel["lr"] == max((lr for lr in sweep if sweep[lr] == best), key=float)
+        others = {lr for lr in sweep if lr != sel["lr"]}
+        for bench in ("mme", "vqav2", "coco", "pope"):
+            assert (tmp_path / f"results/eval/smoke-vicuna/{strategy}/{sel['lr']}/{bench}/metrics.json").exists()
+            assert not any((tmp_path / f"results/eval/smoke-vicuna/{strategy}/{lr}/{bench}").exists() for lr in others)
+    blind_lr = doc["selected"]["smoke-vicuna"]["finetune"]["lr"]
+    blind = json.loads((tmp_path / f"results/eval_blind/smoke-vicuna/finetune/{blind_lr}/pope/metrics.json")
+                       .read_text())
+    assert blind["provenance"]["control"] == "blind"
+    for bench in ("mme", "vqav2", "coco", "flickr30k", "pope"):
+        assert (tmp_path / f"results/eval_stage1/smoke-vicuna/{bench}/metrics.json").exists()
+
+
+def test_every_benchmark_scored_at_the_chosen_lr(smoke_run):
+    tmp_path = smoke_run
+    cell = f"results/eval/smoke-vicuna/layernorm/{chosen_lrs(tmp_path)['layernorm']}"
     mme = json.loads((tmp_path / cell / "mme/metrics.json").read_text())
     assert set(mme["subtasks"]) == {"existence", "count", "position", "color", "numerical_calculation"}
     assert 0 <= mme["perception"] <= 800 and 0 <= mme["cognition"] <= 200
@@ -91,6 +112,57 @@ def test_every_benchmark_end_to_end_through_snakemake(smoke_run):
         assert all("sha256" in d or "files" in d for d in data.values())
 
 
+def test_tables_and_figures_hold_the_measured_values(smoke_run):
+    tmp_path = smoke_run
+    chosen = chosen_lrs(tmp_path)
+    for name in ("table1_main", "table2_efficiency", "lr_sweep"):
+        for ext in ("md", "csv", "tex"):
+            assert (tmp_path / f"results/tables/{name}.{ext}").read_text().strip()
+    rows = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/tables/table1_main.csv").open())}
+    assert set(rows) == {"stage 1 only (connector)", "blind (finetune, blank images)", "finetune", "layernorm"}
+    for strategy in ("finetune", "layernorm"):
+        cell = tmp_path / f"results/eval/smoke-vicuna/{strategy}/{chosen[strategy]}"
+        assert rows[strategy]["LR"] == chosen[strategy]
+        assert float(rows[strategy]["POPE"]) == pytest.approx(
+            json.loads((cell / "pope/metrics.json").read_text())["f1_mean"], abs=1e-5)
+        assert float(rows[strategy]["MME-P"]) == pytest.approx(
+            json.loads((cell / "mme/metrics.json").read_text())["perception"], abs=1e-5)
+    eff = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/tables/table2_efficiency.csv").open())}
+    measured = json.loads((tmp_path / f"results/finetune/smoke-vicuna/layernorm/{chosen['layernorm']}/"
+                                      "efficiency.json").read_text())
+    assert int(eff["layernorm"]["trainable params"]) == measured["parameters"]["trainable_params"]
+    png = (tmp_path / "results/figures/lr_sweep_smoke-vicuna.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_html_report_collects_tables_and_figures(smoke_run):
+    tmp_path = smoke_run
+    proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--report", "report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert "lr_sweep_smoke-vicuna.png" in html and "table1_main.csv" in html
+    assert "one line per tuning strategy" in html  # a caption
+
+
+def test_ablation_targets(smoke_run):
+    tmp_path = smoke_run
+    proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", "ablations")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lr = chosen_lrs(tmp_path)["layernorm"]
+    data = list(csv.DictReader((tmp_path / "results/tables/ablation_data_type.csv").open()))
+    assert [(r["subset"], r["records"], r["LR"]) for r in data] == [("conversation", "10", lr), ("random", "10", lr),
+                                                                    ("full", "all", lr)]
+    run = json.loads((tmp_path / f"results/ablations/data_type/smoke-vicuna/conversation/{lr}/efficiency.json")
+                     .read_text())
+    assert run["records"] == 10 and run["strategy"] == "layernorm"
+    full = json.loads((tmp_path / f"results/eval/smoke-vicuna/layernorm/{lr}/flickr30k/metrics.json").read_text())
+    assert float(data[2]["Flickr30k"]) == pytest.approx(full["CIDEr"], abs=1e-5)  # `full` is the main run
+    conn = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/tables/ablation_connector.csv").open())}
+    assert set(conn) == {"layernorm", "connector_only"}
+    only = json.loads((tmp_path / f"results/finetune/smoke-vicuna/connector_only/{lr}/efficiency.json").read_text())
+    assert only["parameters"]["groups"]["connector"]["trainable"] == only["parameters"]["trainable_params"]
+
+
 def test_missing_real_data_fails_in_preflight_with_where_to_get_it(tmp_path):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data_root"] = str(tmp_path / "nothing_here")
@@ -101,6 +173,16 @@ def test_missing_real_data_fails_in_preflight_with_where_to_get_it(tmp_path):
     log = (tmp_path / "logs/preflight/preflight.log").read_text()
     assert "missing cc3m_tsv" in log and "get it from: Conceptual Captions" in log
     assert not (tmp_path / "results/preflight/inputs.json").exists()
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """Snakemake's job-stats table as {rule: count}."""
+    counts = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
 
 
 def test_paper_config_dry_run_lists_the_grid(tmp_path):
@@ -116,6 +198,12 @@ def test_paper_config_dry_run_lists_the_grid(tmp_path):
     dry = snakemake(tmp_path, "--configfile", str(path), "-n", "--quiet", "rules", timeout=120)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "study_plan" in dry.stdout and "toy_world" not in dry.stdout
+    counts = job_counts(dry.stdout)
+    # Before selection: 6 LLMs x 6 strategies x 11 LRs finetunes, each scored on Flickr30k only; the other
+    # benchmarks and the control rows join the DAG after checkpoint select_lr.
+    assert counts["finetune"] == 396 and counts["evaluate"] == 396
+    assert counts["pretrain_connector"] == 6 and counts["select_lr"] == 1 and counts["sweep_figure"] == 6
+    assert "evaluate_stage1" not in counts
     run = snakemake(tmp_path, "--configfile", str(path), "--cores", "1", "results/plan/study_grid.csv")
     assert run.returncode == 0, run.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))

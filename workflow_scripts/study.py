@@ -104,6 +104,12 @@ def is_local_model(config: dict, path: str) -> bool:
             or any(os.path.normpath(path).startswith(os.path.normpath(r) + os.sep) for r in roots))
 
 
+def made_by_toy_world(config: dict, path: str) -> bool:
+    """True for a path the toy-world rules create (toy base models live under its root)."""
+    toy = config.get("toy_world")
+    return toy is not None and os.path.normpath(path).startswith(os.path.normpath(toy["root"]) + os.sep)
+
+
 class ConfigError(ValueError):
     """A config that the schema accepts but that cannot run; the message names the key."""
 
@@ -125,6 +131,19 @@ def check_config(config: dict) -> None:
                     batch_split(config[stage]["global_batch"], config[stage]["per_device_batch"], n)
                 except ValueError as e:
                     raise ConfigError(f"{stage}.global_batch: {e} (models.{llm}, strategy {strategy})") from None
+    for key, path in [(f"models.{m}.path", spec["path"]) for m, spec in config["models"].items()] + \
+            [("vision.path", config["vision"]["path"])]:
+        if is_local_model(config, path) and not os.path.exists(path) and not made_by_toy_world(config, path):
+            raise ConfigError(f"{key}: {path!r} does not exist (a local folder; a hub id looks like org/name)")
+    ablations = config.get("ablations", {})
+    for key, strategy in (("ablations.data_type.strategy", ablations.get("data_type", {}).get("strategy")),
+                          ("ablations.connector.base", ablations.get("connector", {}).get("base"))):
+        if strategy is not None and strategy not in config["strategies"]:
+            raise ConfigError(f"{key}: {strategy!r} is not in strategies (the ablation runs at its chosen LR)")
+    for name, spec in ablations.items():
+        unknown = [b for b in spec.get("benchmarks", []) if b not in config["benchmarks"]]
+        if unknown:
+            raise ConfigError(f"ablations.{name}.benchmarks: {unknown} not configured under benchmarks")
     toy = config.get("toy_world")
     if toy is not None and toy["image_size"] % toy["vision"].get("patch_size", 1):
         raise ConfigError("toy_world.vision.patch_size: must divide toy_world.image_size")

@@ -48,6 +48,13 @@ def select_rows(tsv: str, subset: str | None, allow_file_urls: bool) -> list[tup
     return [(r.caption, r.url, gcc_id(r.row)) for r in rows]
 
 
+def drop_empty_captions(rows: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Rows with a caption, and the ids of those without: stage 1 learns nothing from an empty caption, and one
+    bad row of a web-scraped list should not stop a 3M-row download."""
+    kept = [r for r in rows if r[0].strip()]
+    return kept, [r[2] for r in rows if not r[0].strip()]
+
+
 def write_url_list(rows, path: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", newline="") as f:
@@ -106,10 +113,13 @@ def main(argv=None) -> None:
     ap.add_argument("--allow-file-urls", action="store_true")
     args = ap.parse_args(argv)
     start = time.time()
-    rows = select_rows(args.tsv, args.subset, args.allow_file_urls)
+    rows, empty = drop_empty_captions(select_rows(args.tsv, args.subset, args.allow_file_urls))
+    if empty:
+        print(f"skipped {len(empty)} row(s) with an empty caption, e.g. {empty[:3]}", flush=True)
     print(f"{len(rows)} rows to fetch into {args.shards}", flush=True)
     download(rows, args.shards, args.image_size, args.processes, args.threads, args.per_shard, args.timeout)
     summary = summarize(args.shards, len(rows))
+    summary["skipped_empty_caption"] = len(empty)
     summary["seconds"] = round(time.time() - start, 1)
     write_json(args.summary, summary)
     print(json.dumps(summary, indent=2))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from PIL import Image
+import os
+
+from PIL import Image, UnidentifiedImageError
+
+
+class BadImageError(ValueError):
+    """An image file that is empty, not an image, or cannot be decoded; the message names the file."""
 
 
 def expand_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -26,6 +32,22 @@ def preprocess(images: list[Image.Image], processor, aspect: str = "crop"):
     return processor(images=images, return_tensors="pt")["pixel_values"]
 
 
+def check_image(path) -> None:
+    """Cheap check (header only) that ``path`` is an image: catches empty files and non-images named .jpg.
+    Damage further into the file only shows when decoding (``load_rgb``)."""
+    try:
+        with Image.open(path) as im:
+            if im.size[0] < 1 or im.size[1] < 1:
+                raise BadImageError(f"{path}: image has no pixels")
+    except (UnidentifiedImageError, OSError) as e:
+        size = os.path.getsize(path) if os.path.exists(path) else None
+        raise BadImageError(f"{path}: not a readable image ({size} bytes): {e}") from None
+
+
 def load_rgb(path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """Decode to RGB; an undecodable file (empty, truncated, not an image) raises BadImageError naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise BadImageError(f"{path}: cannot decode image: {e}") from None

@@ -13,7 +13,7 @@ import random
 
 import torch
 
-from workflow_scripts.data.images import load_rgb, preprocess
+from workflow_scripts.data.images import BadImageError, check_image, load_rgb, preprocess
 from workflow_scripts.data.labels import (
     IGNORE_INDEX,
     IMAGE_PLACEHOLDER,
@@ -73,6 +73,12 @@ class InstructDataset(torch.utils.data.Dataset):
         if missing:
             raise FileNotFoundError(f"{len(missing)} record(s) of {source} name images missing from {image_dir}, "
                                     f"e.g. record {missing[0].id}: {missing[0].image}")
+        for r in records:  # empty or non-image files fail here, before training starts
+            if r.image is not None:
+                try:
+                    check_image(os.path.join(image_dir, r.image))
+                except BadImageError as e:
+                    raise BadImageError(f"record {r.id} of {source}: {e}") from None
         for r in records:
             enc = encode_conversation(tokenizer, template, to_turns(r, source), r.id, has_image=r.image is not None)
             if r.image is not None:
@@ -93,7 +99,10 @@ class InstructDataset(torch.utils.data.Dataset):
         record, enc = self.items[i]
         item = {"input_ids": torch.tensor(enc.input_ids), "labels": torch.tensor(enc.labels)}
         if record.image is not None:
-            image = load_rgb(os.path.join(self.image_dir, record.image))
+            try:
+                image = load_rgb(os.path.join(self.image_dir, record.image))
+            except BadImageError as e:  # damage past the header (a truncated JPEG) shows only when decoding
+                raise BadImageError(f"record {record.id}: {e}") from None
             item["pixel_values"] = preprocess([image], self.processor, self.image_aspect)[0]
         return item
 

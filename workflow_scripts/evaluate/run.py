@@ -61,14 +61,16 @@ def load_model(args, config, dtype):
     if args.model:
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-        return LlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype), \
+        # Our own export: safetensors, never pickle.
+        return LlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype, use_safetensors=True), \
             AutoProcessor.from_pretrained(args.model)
     from workflow_scripts.model.build import build_mllm
     from workflow_scripts.train.export import load_connector
 
     connector = config.get("connector", {}).get("type", "linear")
     model, processor = build_mllm(args.llm, args.vision, connector, config["vision"].get("feature_layer", -2),
-                                  config["vision"].get("select_strategy", "default"), dtype=dtype)
+                                  config["vision"].get("select_strategy", "default"), dtype=dtype,
+                                  allow_pickle=config.get("allow_pickle_checkpoints", False))
     load_connector(model, args.connector, connector)
     return model, processor
 

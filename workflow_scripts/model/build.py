@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
+from workflow_scripts.model.weights import load_kwargs
 
 CONNECTORS = {"linear": "linear", "mlp2x_gelu": "gelu"}  # connector type -> projector_hidden_act
 
@@ -51,14 +52,15 @@ def build_processor(llm_path: str, vision_path: str, select_strategy: str = "def
 
 
 def build_mllm(llm_path: str, vision_path: str, connector: str = "linear", feature_layer: int = -2,
-               select_strategy: str = "default", seed: int = 0, dtype=torch.float32):
-    """(model, processor): base weights loaded into a fresh LlavaForConditionalGeneration."""
+               select_strategy: str = "default", seed: int = 0, dtype=torch.float32, allow_pickle: bool = False):
+    """(model, processor): base weights loaded into a fresh LlavaForConditionalGeneration. Safetensors only
+    unless ``allow_pickle`` (see model.weights)."""
     if connector not in CONNECTORS:
         raise ValueError(f"connector must be one of {sorted(CONNECTORS)}, got {connector!r}")
     processor = build_processor(llm_path, vision_path, select_strategy)
     tokenizer = processor.tokenizer
-    llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
-    vision = CLIPVisionModel.from_pretrained(vision_path, dtype=dtype)
+    llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, **load_kwargs(llm_path, allow_pickle))
+    vision = CLIPVisionModel.from_pretrained(vision_path, dtype=dtype, **load_kwargs(vision_path, allow_pickle))
     text_config = llm.config
     text_config.tie_word_embeddings = False
     config = LlavaConfig(

@@ -25,11 +25,13 @@ def best_lr(scores: dict[str, float | None], lr_values: dict[str, float]) -> str
     return max(usable)[2] if usable else None
 
 
-def sweep_scores(config: dict, results: str) -> dict[str, dict[str, dict[str, float | None]]]:
-    """llm -> strategy -> LR text -> selection score (None where the result file is missing)."""
+def sweep_scores(config: dict, results: str, only_llm: str | None = None) -> dict[str, dict[str, dict]]:
+    """llm -> strategy -> LR text -> selection score (None where the result file is missing); one LLM if given."""
     bench, metric = selection_key(config)
     out: dict = {}
     for cell in study.finetune_cells(config):
+        if only_llm is not None and cell.llm != only_llm:
+            continue
         metrics = paths.read_json(paths.eval_metrics(results, cell.llm, cell.strategy, cell.lr, bench))
         score = None if metrics is None else metrics.get(metric)
         out.setdefault(cell.llm, {}).setdefault(cell.strategy, {})[cell.lr] = score
@@ -41,12 +43,12 @@ def selection_key(config: dict) -> tuple[str, str]:
     return sel.get("benchmark", "flickr30k"), sel.get("metric", "CIDEr")
 
 
-def select(config: dict, results: str) -> dict:
+def select(config: dict, results: str, only_llm: str | None = None) -> dict:
     """The selection document: benchmark, metric, rule, and per LLM x strategy the chosen LR and all scores."""
     bench, metric = selection_key(config)
     lr_values = {study.lr_text(x): x for x in config["learning_rates"]}
     chosen = {}
-    for llm, by_strategy in sweep_scores(config, results).items():
+    for llm, by_strategy in sweep_scores(config, results, only_llm).items():
         chosen[llm] = {}
         for strategy, scores in by_strategy.items():
             lr = best_lr(scores, lr_values)
@@ -70,11 +72,13 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config-json", required=True)
     ap.add_argument("--results", required=True)
-    ap.add_argument("--json", required=True)
+    ap.add_argument("--json", default=None)
     ap.add_argument("--md", required=True)
+    ap.add_argument("--llm", default=None, help="only this LLM's sweep")
     args = ap.parse_args(argv)
-    doc = select(json.loads(args.config_json), args.results)
-    write_json(args.json, doc)
+    doc = select(json.loads(args.config_json), args.results, args.llm)
+    if args.json:
+        write_json(args.json, doc)
     write_text(args.md, markdown(doc))
     print(markdown(doc))
 

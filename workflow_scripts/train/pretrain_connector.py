@@ -52,7 +52,8 @@ def main(argv=None) -> None:
     dtype = torch.bfloat16 if torch.cuda.is_available() and config["stage2"].get("precision") == "bf16" else None
     model, processor = build_mllm(args.llm, args.vision, connector, vision_cfg.get("feature_layer", -2),
                                   vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0),
-                                  dtype=dtype or torch.float32)
+                                  dtype=dtype or torch.float32,
+                                  allow_pickle=config.get("allow_pickle_checkpoints", False))
     connector_only(model, connector)
     # Under DDP/DeepSpeed the main process reads the shards and dispatches batches (accelerate's default for
     # iterable datasets), so the stream itself is not split by rank here.
