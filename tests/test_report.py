@@ -117,3 +117,19 @@ def test_readme_splice():
     assert readme.splice(text, "| new |\n") == f"intro\n{readme.START}\n| new |\n{readme.END}\nrest\n"
     with pytest.raises(ValueError):
         readme.splice("no markers", "x")
+
+
+def test_readme_example_is_a_generated_table1():
+    """README's demo Table 1 has the generator's title, header and one row per control and strategy."""
+    from conftest import REPO, load_config
+
+    text = (REPO / "README.md").read_text()
+    block = text.split(readme.START)[1].split(readme.END)[0].strip().splitlines()
+    config = load_config("config/demo.yaml")
+    selection = {"benchmark": "flickr30k", "metric": "CIDEr", "rule": "",
+                 "selected": {"toy-vicuna": {s: {"lr": None} for s in config["strategies"]}}}
+    generated = to_markdown(tables.table1(config, "/nonexistent", selection)).splitlines()
+    assert block[:4] == generated[:4]  # title, blank line, header, separator
+    rows = [line for line in block if line.startswith("| MM-ToyVicuna")]
+    assert len(rows) == 2 + len(config["strategies"])
+    assert all("—" not in r for r in rows)  # every demo cell finished
