@@ -79,3 +79,23 @@ def test_missing_benchmark_data_names_file_and_source(toy_mllm, smoke_world, tmp
     with pytest.raises(SystemExit, match=r"pope: missing root file .*no/such/pope\n.*get it from: .*POPE"):
         run.main(["--bench", "pope", "--config-json", json.dumps(config), "--template", "vicuna_v1", "--model",
                   toy_mllm, "--out-dir", str(tmp_path)])
+
+
+def test_data_parallel_evaluation_under_torchrun_equals_one_process(toy_mllm, smoke_world, tmp_path):
+    """What a multi-GPU evaluation job does, on CPU: torchrun with 2 processes (gloo) splits the prompts and
+    gathers the answers; predictions and metrics equal the single-process run's."""
+    config, _ = smoke_world
+    args = ["-m", "workflow_scripts.evaluate.run", "--bench", "mme", "--config-json", json.dumps(config),
+            "--template", "vicuna_v1", "--model", toy_mllm, "--batch-size", "8", "--threads", "1"]
+    single = subprocess.run([sys.executable, *args, "--out-dir", str(tmp_path / "one")], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    multi = subprocess.run([*torchrun, *args, "--out-dir", str(tmp_path / "two")], env=subprocess_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    one_rows = [json.loads(line) for line in (tmp_path / "one/predictions.jsonl").read_text().splitlines()]
+    two_rows = [json.loads(line) for line in (tmp_path / "two/predictions.jsonl").read_text().splitlines()]
+    assert len(one_rows) == len(two_rows) == 40 and one_rows == two_rows
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert one["perception"] == two["perception"] and one["subtasks"] == two["subtasks"]
