@@ -1,7 +1,8 @@
 """Why the demo profile runs evaluations with one thread each: two small-model evaluation jobs side by side
 (one thread each) against the same two jobs one after the other (two threads each), on this machine's cores.
 
-Run after `make demo`: `.venv/bin/python benchmarks/eval_threads.py` (uses the demo's layernorm export).
+Run after `make demo` and `snakemake --profile profiles/demo results/finetune/toy-vicuna/layernorm/0.0003/export`
+(merged models are temporary outputs): `.venv/bin/python benchmarks/eval_threads.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def evaluation(bench: str, threads: int, out: str, config_json: str) -> subproce
 
 def main() -> None:
     if not (REPO / MODEL).exists():
-        sys.exit(f"{MODEL} is missing: run `make demo` first")
+        sys.exit(f"{MODEL} is missing: after `make demo`, rebuild the (temporary) merged model with\n"
+                 f"  snakemake --profile profiles/demo {MODEL.removesuffix('/model')}")
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     validate(config, str(REPO / "config/schema.yaml"))
     config_json = json.dumps({k: v for k, v in config.items() if k not in ("toy_world", "models", "strategies")})

@@ -29,7 +29,8 @@ def main() -> None:
     try:
         model = LlavaForConditionalGeneration.from_pretrained(args.model)
     except OSError:
-        sys.exit(f"no model at {args.model}: run `make demo` first")
+        sys.exit(f"no model at {args.model}: after `make demo`, rebuild the (temporary) merged model with\n"
+                 f"  snakemake --profile profiles/demo {args.model.removesuffix('/model')}")
     processor = AutoProcessor.from_pretrained(args.model)
     config = yaml.safe_load(open("config/demo.yaml"))
     cases = {

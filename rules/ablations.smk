@@ -7,7 +7,6 @@
 use rule finetune as finetune_data_subset with:
     output:
         delta=protected(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors"),
-        export=directory(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/export"),
         efficiency=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/efficiency.json",
     params:
         llm=lambda w: config["models"][w.llm]["path"],
@@ -30,6 +29,27 @@ use rule finetune as finetune_data_subset with:
         "benchmarks/rules/finetune_data_subset/{llm}/{subset}/{lr}.tsv"
 
 
+use rule export_model as export_data_subset with:
+    input:
+        delta=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors",
+        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
+    output:
+        temp(directory(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/export")),
+    params:
+        llm=lambda w: config["models"][w.llm]["path"],
+        vision=lambda w: config["vision"]["path"],
+        strategy=ABLATIONS.get("data_type", {}).get("strategy"),
+        config=training_config_json(),
+    wildcard_constraints:
+        subset="[A-Za-z0-9_]+",
+    log:
+        "logs/export_data_subset/{llm}/{subset}/{lr}.log",
+    benchmark:
+        "benchmarks/rules/export_data_subset/{llm}/{subset}/{lr}.tsv"
+
+
 use rule evaluate as evaluate_data_subset with:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
@@ -42,7 +62,7 @@ use rule evaluate as evaluate_data_subset with:
         subset="[A-Za-z0-9_]+",
     params:
         template=lambda w: config["models"][w.llm]["template"],
-        config=evaluation_config_json(),
+        config=lambda w: evaluation_config_json(w.bench),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         blind="",
         launch=launcher(config["gpus"].get("evaluate", 0)),

@@ -94,9 +94,13 @@ def training_config_json():
     return json.dumps({k: config[k] for k in keys if k in config})
 
 
-def evaluation_config_json():
-    """The config keys evaluation reads: data paths, benchmark settings, model settings, seed."""
-    return json.dumps({k: v for k, v in config.items() if k not in ("toy_world", "models", "strategies")})
+def evaluation_config_json(bench):
+    """The config keys an evaluation of ``bench`` reads: data root, that benchmark's settings, vision and
+    connector settings, precision, seed. Editing another benchmark, the grid or the ablations reruns nothing."""
+    keys = ("data_root", "seed", "vision", "connector", "stage2", "allow_pickle_checkpoints")
+    kept = {k: config[k] for k in keys if k in config}
+    kept["benchmarks"] = {bench: config["benchmarks"][bench]}
+    return json.dumps(kept)
 
 
 def selection_inputs():

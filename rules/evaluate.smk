@@ -15,7 +15,7 @@ rule evaluate:
         evalset="eval|eval_blind",
     params:
         template=lambda w: config["models"][w.llm]["template"],
-        config=evaluation_config_json(),
+        config=lambda w: evaluation_config_json(w.bench),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         blind=lambda w: "--blind" if w.evalset == "eval_blind" else "",
         launch=launcher(config["gpus"].get("evaluate", 0)),
@@ -48,7 +48,7 @@ rule evaluate_stage1:
         llm=lambda w: config["models"][w.llm]["path"],
         vision=lambda w: config["vision"]["path"],
         template=lambda w: config["models"][w.llm]["template"],
-        config=evaluation_config_json(),
+        config=lambda w: evaluation_config_json(w.bench),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         launch=launcher(config["gpus"].get("evaluate", 0)),
     threads: 2

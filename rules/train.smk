@@ -42,7 +42,6 @@ rule finetune:
         vision=model_input(config["vision"]["path"]),
     output:
         delta=protected(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors"),
-        export=directory(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export"),
         efficiency=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/efficiency.json",
     params:
         llm=lambda w: config["models"][w.llm]["path"],
@@ -68,5 +67,34 @@ rule finetune:
         "{params.launch} -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
         " --connector {input.connector} --instruct-json {params.instruct} --images {params.images}"
         " --template {params.template} --strategy {params.strategy} --lr {wildcards.lr} {params.subset}"
-        " --config-json {params.config:q} --checkpoints {params.checkpoints} --export {output.export}"
+        " --config-json {params.config:q} --checkpoints {params.checkpoints}"
         " --delta {output.delta} --efficiency {output.efficiency} --threads {threads} > {log} 2>&1"
+
+
+# The merged model an evaluation loads, rebuilt from base weights + connector + delta. temp(): at 7B a merged
+# folder is ~14 GB and the sweep has 66 cells per LLM; it is deleted once the evaluations that need it are done
+# and rebuilt (in about a minute, no GPU) if the chosen LR's evaluations need it again. --notemp keeps them.
+rule export_model:
+    input:
+        delta=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors",
+        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
+    output:
+        temp(directory(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export")),
+    params:
+        llm=lambda w: config["models"][w.llm]["path"],
+        vision=lambda w: config["vision"]["path"],
+        strategy=lambda w: w.strategy,
+        config=training_config_json(),
+    threads: 2
+    conda:
+        "../envs/study.yaml"
+    log:
+        "logs/export_model/{llm}/{strategy}/{lr}.log",
+    benchmark:
+        "benchmarks/rules/export_model/{llm}/{strategy}/{lr}.tsv"
+    shell:
+        "python -m workflow_scripts.train.merge --llm {params.llm} --vision {params.vision}"
+        " --connector {input.connector} --strategy {params.strategy} --delta {input.delta}"
+        " --config-json {params.config:q} --export {output} --threads {threads} > {log} 2>&1"

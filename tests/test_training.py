@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from transformers import CLIPVisionModel, LlavaForConditionalGeneration
 
 from workflow_scripts import study
-from workflow_scripts.train import finetune, pretrain_connector
+from workflow_scripts.train import finetune, merge, pretrain_connector
 from workflow_scripts.train.loop import COMPLETE, NonFiniteLossError
 
 pytestmark = pytest.mark.slow
@@ -51,8 +51,16 @@ def _finetune_args(config, trained_base_models, stage1, out: Path, strategy="lay
             "--instruct-json", study.data_path(config, "instruct_json"),
             "--images", study.data_path(config, "instruct_images"), "--template", "vicuna_v1",
             "--strategy", strategy, "--lr", lr, "--config-json", json.dumps(config),
-            "--checkpoints", str(out / "ckpt"), "--export", str(out / "export"), "--delta",
+            "--checkpoints", str(out / "ckpt"), "--delta",
             str(out / "delta.safetensors"), "--efficiency", str(out / "efficiency.json"), *extra]
+
+
+def _merge(config, trained_base_models, stage1, out: Path, strategy="layernorm"):
+    """The export_model rule's step: the merged folder rebuilt from base weights + connector + delta."""
+    llm, vision, _ = trained_base_models
+    merge.main(["--llm", llm, "--vision", vision, "--connector", str(stage1 / "connector.safetensors"),
+                "--strategy", strategy, "--delta", str(out / "delta.safetensors"), "--config-json",
+                json.dumps(config), "--export", str(out / "export")])
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +69,7 @@ def stage2(smoke_world, trained_base_models, stage1, tmp_path_factory):
     config["learning_rates"] = [1.0e-2, 3.0e-3]
     out = tmp_path_factory.mktemp("stage2")
     finetune.main(_finetune_args(config, trained_base_models, stage1, out))
+    _merge(config, trained_base_models, stage1, out)
     return config, out
 
 
@@ -201,6 +210,7 @@ def test_deepspeed_zero3_on_cpu_exports_gathered_weights(stage2, trained_base_mo
     """Under ZeRO-3 parameters are partitioned; the export must hold the gathered, trained values."""
     config, _ = stage2
     run_deepspeed_finetune(config, 3, 2, 28500, trained_base_models, stage1, tmp_path)
+    _merge(config, trained_base_models, stage1, tmp_path)
     delta = load_file(tmp_path / "delta.safetensors")
     exported = dict(LlavaForConditionalGeneration.from_pretrained(tmp_path / "export" / "model").named_parameters())
     assert delta and all(torch.equal(exported[k], v) for k, v in delta.items())
@@ -215,6 +225,8 @@ def test_lora_exports_adapter_and_merged_model(stage2, trained_base_models, stag
     config["stage2"].update(max_steps=3)
     config["lora"] = {"r": 4, "alpha": 8, "dropout": 0.0}
     finetune.main(_finetune_args(config, trained_base_models, stage1, tmp_path, strategy="lora"))
+    assert not (tmp_path / "export").exists()  # training keeps the delta; the folder is rebuilt from it
+    _merge(config, trained_base_models, stage1, tmp_path, strategy="lora")
     eff = json.loads((tmp_path / "efficiency.json").read_text())
     delta = load_file(tmp_path / "delta.safetensors")
     assert eff["parameters"]["trainable_params"] == sum(t.numel() for t in delta.values())
@@ -224,3 +236,9 @@ def test_lora_exports_adapter_and_merged_model(stage2, trained_base_models, stag
     merged = dict(LlavaForConditionalGeneration.from_pretrained(tmp_path / "export" / "model").named_parameters())
     assert not any("lora_" in n for n in merged)
     assert torch.equal(merged["lm_head.weight"], delta["lm_head.weight"])
+    # Merged q_proj = base + (alpha / r) * B @ A, by hand from the base checkpoint and the delta.
+    base = load_file(Path(trained_base_models[0]) / "model.safetensors")["model.layers.0.self_attn.q_proj.weight"]
+    prefix = "model.language_model.layers.0.self_attn.q_proj"
+    a, b = delta[f"{prefix}.lora_A.default.weight"], delta[f"{prefix}.lora_B.default.weight"]
+    assert torch.allclose(merged[f"{prefix}.weight"], base + (8 / 4) * b @ a, atol=1e-5)
+    assert not torch.allclose(b, torch.zeros_like(b))  # B starts at zero: the adapter did train

@@ -49,7 +49,7 @@ def test_smoke_workflow_builds_every_stage(smoke_run):
         for lr in ("0.003", "0.001"):
             cell = tmp_path / f"results/finetune/smoke-vicuna/{strategy}/{lr}"
             assert json.loads((cell / "efficiency.json").read_text())["strategy"] == strategy
-            assert (cell / "export/model/model.safetensors").exists()
+            assert not (cell / "export").exists()  # temp(): removed once its evaluations were done
             assert not os.access(cell / "trainable_delta.safetensors", os.W_OK) or os.geteuid() == 0  # protected
             assert (tmp_path / f"logs/finetune/smoke-vicuna/{strategy}/{lr}.log").exists()
     table = list(csv.DictReader((tmp_path / "results/efficiency/param_table.csv").open()))

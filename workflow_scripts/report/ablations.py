@@ -63,9 +63,7 @@ def main(argv=None) -> None:
     ap.add_argument("--results", required=True)
     ap.add_argument("--ablation", required=True, choices=sorted(BUILDERS))
     args = ap.parse_args(argv)
-    selection = paths.read_json(paths.selection(args.results))
-    if selection is None:
-        raise SystemExit(f"no LR selection at {paths.selection(args.results)}: run the select_lr rule first")
+    selection = paths.load_selection(args.results)
     table = BUILDERS[args.ablation](json.loads(args.config_json), args.results, selection)
     for ext, render in RENDERERS.items():
         write_text(paths.table(args.results, f"ablation_{args.ablation}", ext), render(table))

@@ -50,9 +50,7 @@ def main(argv=None) -> None:
     ap.add_argument("--llm", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    selection = paths.read_json(paths.selection(args.results))
-    if selection is None:
-        raise SystemExit(f"no LR selection at {paths.selection(args.results)}: run the select_lr rule first")
+    selection = paths.load_selection(args.results)
     sweep_figure(json.loads(args.config_json), selection, args.llm, args.out)
 
 

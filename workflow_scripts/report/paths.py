@@ -57,3 +57,11 @@ def read_json(path: str) -> dict | None:
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def load_selection(results: str) -> dict:
+    """The LR selection document; a clear stop when select_lr has not run."""
+    doc = read_json(selection(results))
+    if doc is None:
+        raise SystemExit(f"no LR selection at {selection(results)}: run the select_lr rule first")
+    return doc

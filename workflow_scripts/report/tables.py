@@ -129,9 +129,7 @@ def lr_sweep(config: dict, selection: dict) -> Table:
 
 
 def build(config: dict, results: str) -> dict[str, Table]:
-    selection = paths.read_json(paths.selection(results))
-    if selection is None:
-        raise SystemExit(f"no LR selection at {paths.selection(results)}: run the select_lr rule first")
+    selection = paths.load_selection(results)
     return {"table1_main": table1(config, results, selection), "table2_efficiency": table2(config, results, selection),
             "lr_sweep": lr_sweep(config, selection)}
 

@@ -1,6 +1,9 @@
 """Saving and loading trained weights: the connector of stage 1, the trainable delta of stage 2, and a merged
 model folder that stock ``LlavaForConditionalGeneration.from_pretrained`` loads. Safetensors only. Under
 ZeRO-3 partitioned parameters are gathered first.
+
+The delta is what training keeps (small for every strategy but full finetuning); the merged folder is rebuilt
+from base weights + stage-1 connector + delta whenever an evaluation needs it (``train/merge.py``).
 """
 
 from __future__ import annotations
@@ -75,16 +78,26 @@ def save_non_adapter(model, folder: str) -> None:
     save_safetensors(state_of(model, non_adapter_names(model)), os.path.join(folder, NON_ADAPTER))
 
 
-def export(model, processor, out_dir: str, delta_path: str, strategy: str, connector: str,
-           delta: dict[str, torch.Tensor], full_state: dict | None = None) -> None:
-    """Write the trainable delta (safetensors) and a merged model folder (+ a PEFT adapter for LoRA).
+def load_delta(model, path: str) -> None:
+    """Put a saved trainable delta back into a model prepared with the same strategy; the names must match the
+    model's trainable parameters exactly (a delta of another strategy or model is refused)."""
+    weights = load_file(path)
+    params = {base_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+    if set(weights) != set(params):
+        extra, missing = sorted(set(weights) - set(params)), sorted(set(params) - set(weights))
+        raise ValueError(f"{path}: delta does not fit the model's trainable parameters "
+                         f"(unexpected {extra[:3]}..., missing {missing[:3]}...)")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value.to(params[name].dtype))
 
-    ``full_state`` is the gathered 16-bit state dict under ZeRO-3 (where parameters hold only a shard)."""
-    save_safetensors(delta, delta_path, {"strategy": strategy, "connector": connector})
+
+def write_export(model, processor, out_dir: str) -> None:
+    """A merged model folder (+ the PEFT adapter and the other trained weights for LoRA), written atomically."""
     with atomic_dir(out_dir) as tmp:
         if hasattr(model, "merge_and_unload"):  # PEFT: keep the adapter, then fold it into the weights
             model.save_pretrained(os.path.join(tmp, "adapter"))
             save_non_adapter(model, os.path.join(tmp, "adapter"))
             model = model.merge_and_unload()
-        model.save_pretrained(os.path.join(tmp, "model"), state_dict=full_state)
+        model.save_pretrained(os.path.join(tmp, "model"))
         processor.save_pretrained(os.path.join(tmp, "model"))

@@ -1,12 +1,12 @@
 """Stage 2: visual instruction tuning of one LLM x strategy x LR cell, from the stage-1 connector.
 
-Writes the trainable delta (safetensors), a merged model folder that stock
-``LlavaForConditionalGeneration.from_pretrained`` loads (plus a PEFT adapter for LoRA) and efficiency.json.
+Writes the trainable delta (safetensors: every parameter the strategy trains, LoRA adapters included) and
+efficiency.json. The merged model folder evaluations load is rebuilt from the delta by ``train/merge.py``.
 
 Entry (torchrun on GPUs, plain python on CPU):
     python -m workflow_scripts.train.finetune --llm L --vision V --connector C --instruct-json J --images DIR
         --template vicuna_v1 --strategy layernorm --lr 0.001 --config-json JSON --checkpoints DIR
-        --export DIR --delta D.safetensors --efficiency E.json
+        --delta D.safetensors --efficiency E.json
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import apply_strategy, base_name, parameter_report, trainable_names
 from workflow_scripts.train import loop
-from workflow_scripts.train.export import export, load_connector, state_of
+from workflow_scripts.train.export import load_connector, save_safetensors, state_of
 
 
 def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     for flag in ("--llm", "--vision", "--connector", "--instruct-json", "--images", "--template", "--strategy",
-                 "--lr", "--config-json", "--checkpoints", "--export", "--delta", "--efficiency"):
+                 "--lr", "--config-json", "--checkpoints", "--delta", "--efficiency"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--types", default=None, help="comma-separated record types to keep (data-type ablation)")
     ap.add_argument("--count", type=int, default=None, help="seeded random subset of this many records")
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     connector = config.get("connector", {}).get("type", "linear")
     zero_stage = config.get("deepspeed", {}).get("zero_stage", 2)
     if args.strategy == "lora" and zero_stage == 3:
-        raise ValueError("strategy lora with deepspeed.zero_stage 3: merging a partitioned adapter is not "
+        raise ValueError("strategy lora with deepspeed.zero_stage 3: gathering a partitioned PEFT adapter is not "
                          "supported; use zero_stage 2 (LoRA's memory needs fit without ZeRO-3)")
     start = time.time()
 
@@ -80,8 +80,8 @@ def main(argv=None) -> None:
     full = trainer.accelerator.get_state_dict(trainer.deepspeed) if zero_stage == 3 else None
     delta = {base_name(n): full[base_name(n)] for n in names} if full is not None else state_of(trainer.model, names)
     if trainer.is_world_process_zero():
-        report = parameter_report(trainer.model, connector)  # before export: merging LoRA removes the adapters
-        export(trainer.model, processor, args.export, args.delta, args.strategy, connector, delta, full)
+        report = parameter_report(trainer.model, connector)
+        save_safetensors(delta, args.delta, {"strategy": args.strategy, "connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         summary.update(strategy=args.strategy, lr=lr, records=len(dataset), dropped_records=dataset.dropped,
                        parameters=report)
