@@ -126,3 +126,22 @@ def test_undecodable_sample_is_skipped_and_counted(downloaded, tmp_path):
     stream.per_rank = 5  # no stats file: every sample counts toward the quota
     assert [s.caption for s in stream] == ["fine", "also fine"]
     assert stream.skipped == 3
+
+
+def test_training_order_does_not_depend_on_download_order(downloaded, tmp_path):
+    """img2dataset writes a shard in download-completion order; the stream yields the same order for two
+    shards holding the same samples written in different orders."""
+    _, out, _ = downloaded
+    samples = list(wds.WebDataset(str(out / "shards" / "00000.tar"), shardshuffle=False, nodesplitter=None,
+                                  workersplitter=None))[:6]
+    orders = {"as_written": samples, "reversed": samples[::-1], "shuffled": [samples[i] for i in (3, 0, 5, 1, 4, 2)]}
+    seen = {}
+    for name, order in orders.items():
+        os.makedirs(tmp_path / name)
+        with wds.TarWriter(str(tmp_path / name / "00000.tar")) as sink:
+            for s in order:
+                sink.write({k: v for k, v in s.items() if not k.startswith("__") or k == "__key__"})
+        stream = ShardStream(str(tmp_path / name))
+        stream.per_rank = len(order)
+        seen[name] = [s.key for s in stream]
+    assert seen["as_written"] == seen["reversed"] == seen["shuffled"] == sorted(s["__key__"] for s in samples)

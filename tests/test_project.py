@@ -34,3 +34,23 @@ def test_snakemake_lint_is_clean(configfile):
 def test_ruff_is_clean():
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", str(REPO)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm", "demo"])
+def test_profiles_use_only_snakemake_options(profile):
+    """Every key of a profile is a Snakemake command-line option (a typo would be an error at start-up on the
+    cluster); rule names in set-resources/set-threads exist."""
+    help_text = subprocess.run([sys.executable, "-m", "snakemake", "--help"], capture_output=True, text=True,
+                               env=subprocess_env(), timeout=120).stdout
+    settings = yaml.safe_load((REPO / f"profiles/{profile}/config.yaml").read_text())
+    for key in settings:
+        assert f"--{key}" in help_text, (profile, key)
+    rules = set()
+    for smk in (REPO / "rules").glob("*.smk"):
+        for line in smk.read_text().splitlines():
+            for prefix in ("rule ", "checkpoint ", "use rule "):
+                if line.startswith(prefix):
+                    rules.add(line.split(" as ")[-1].split()[0].rstrip(":") if " as " in line
+                              else line[len(prefix):].split(":")[0].strip())
+    for section in ("set-resources", "set-threads"):
+        assert set(settings.get(section, {})) <= rules, (profile, set(settings.get(section, {})) - rules)

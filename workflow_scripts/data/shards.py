@@ -3,6 +3,10 @@
 Shards are split by rank, then by DataLoader worker. Every rank yields the same number of samples (the
 smallest rank's share, from img2dataset's per-shard stats), so no rank waits at the end of an epoch for
 another. A sample whose image does not decode is skipped and counted, never fatal to a training job.
+
+Within a shard, samples come in key order. img2dataset writes a shard in the order its download threads
+finish, which differs from one download to the next; sorting makes the training order, and so stage 1's
+connector, a function of the data alone. It holds one shard's encoded samples in memory (cc3m_per_shard).
 """
 
 from __future__ import annotations
@@ -45,6 +49,18 @@ def shard_size(tar: str) -> int:
     return sum(1 for _ in wds.WebDataset(tar, shardshuffle=False, nodesplitter=None, workersplitter=None))
 
 
+def in_key_order(samples):
+    """Raw webdataset samples shard by shard (``__url__``), each shard sorted by ``__key__``."""
+    shard, buffer = None, []
+    for sample in samples:
+        if sample.get("__url__") != shard and buffer:
+            yield from sorted(buffer, key=lambda s: s["__key__"])
+            buffer = []
+        shard = sample.get("__url__")
+        buffer.append(sample)
+    yield from sorted(buffer, key=lambda s: s["__key__"])
+
+
 class ShardStream(torch.utils.data.IterableDataset):
     """Iterable over ``Sample``s of this rank's shards (``rank::world_size``), split again across workers."""
 
@@ -77,7 +93,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         quota = self._quota()
         raw = wds.WebDataset(self.my_shards(), shardshuffle=False, nodesplitter=None, workersplitter=None,
                              empty_check=False)
-        for sample in raw:
+        for sample in in_key_order(raw):
             if quota <= 0:
                 return
             decoded = self._decode(sample)
