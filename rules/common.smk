@@ -104,9 +104,9 @@ def evaluation_config_json(bench):
 
 
 def selection_inputs():
-    """The sweep: every finetune cell scored on the selection benchmark (what select_lr reads)."""
+    """The sweep: every finetune cell (but skip_cells) scored on the selection benchmark (what select_lr reads)."""
     bench = config["selection"]["benchmark"]
-    return [paths.eval_metrics(RESULTS, c.llm, c.strategy, c.lr, bench) for c in study.finetune_cells(config)]
+    return [paths.eval_metrics(RESULTS, c.llm, c.strategy, c.lr, bench) for c in study.swept_cells(config)]
 
 
 def selected_lrs():
@@ -174,7 +174,7 @@ def results_root_of(path):
 
 def report_config_json():
     """The config keys the report reads (axes, labels, selection)."""
-    keys = ("models", "strategies", "learning_rates", "benchmarks", "selection", "ablations")
+    keys = ("models", "strategies", "learning_rates", "benchmarks", "selection", "ablations", "skip_cells")
     return json.dumps({k: config[k] for k in keys})
 
 

@@ -68,6 +68,7 @@ def test_yaml_short_exponent_is_a_string_and_rejected():
     (lambda c: c["ablations"]["connector"].__setitem__("base", "connector_only"), "ablations.connector.base"),
     (lambda c: c["ablations"]["data_type"].__setitem__("benchmarks", ["pope", "gqa"]),
      "ablations.data_type.benchmarks"),
+    (lambda c: c.__setitem__("skip_cells", ["vicuna-7b/finetune/0.003"]), "skip_cells"),  # 3e-3 is not swept
 ])
 def test_cross_key_checks_name_the_key(mutate, key):
     config = validated(yaml.safe_load((REPO / "config.yaml").read_text()))

@@ -58,6 +58,13 @@ def test_best_lr_ties_go_to_the_larger_lr_and_nan_or_missing_is_skipped():
     assert select_lr.best_lr({"0.001": None, "0.0003": float("inf")}, values) is None
 
 
+def test_skipped_cell_is_left_out_even_when_its_file_exists(results):
+    config = dict(CONFIG, skip_cells=["m/layernorm/0.001"])
+    doc = select_lr.select(config, results)
+    assert doc["selected"]["m"]["layernorm"] == {"lr": "0.0003", "score": 20.0,
+                                                 "scores": {"0.001": None, "0.0003": 20.0, "0.0001": None}}
+
+
 def test_selection_document(results):
     doc = json.load(open(paths.selection(results)))
     assert doc["selected"]["m"]["finetune"]["lr"] == "0.0003"

@@ -216,3 +216,15 @@ def test_paper_config_dry_run_lists_the_grid(tmp_path):
     assert len(rows) == 6 * 6 * 11
     assert {r["global_batch"] for r in rows} == {"128"}
     assert {(r["gpus"], r["per_device_batch"], r["grad_accum"]) for r in rows} == {("4", "16", "2")}
+
+
+def test_skipped_cell_leaves_the_dag(tmp_path):
+    """A diverged cell listed under skip_cells is neither trained nor waited for; the rest of the study runs."""
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config["skip_cells"] = ["smoke-vicuna/finetune/0.003"]
+    path = tmp_path / "skip.yaml"
+    path.write_text(yaml.safe_dump(config))
+    dry = snakemake(tmp_path, "--configfile", str(path), "-n", "--quiet", "rules", timeout=120)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    counts = job_counts(dry.stdout)
+    assert counts["finetune"] == 3 and counts["evaluate"] == 3 and counts["select_lr"] == 1

@@ -54,6 +54,12 @@ def finetune_cells(config: dict) -> list[Cell]:
             for lr in config["learning_rates"]]
 
 
+def swept_cells(config: dict) -> list[Cell]:
+    """The cells whose runs the LR selection and the tables wait for: the grid minus ``skip_cells``."""
+    skipped = set(config.get("skip_cells", []))
+    return [c for c in finetune_cells(config) if f"{c.llm}/{c.strategy}/{c.lr}" not in skipped]
+
+
 def finetune_gpus(config: dict, llm: str, strategy: str | None = None) -> int:
     """GPUs a finetune job asks for: ``gpus.finetune[<size class>]``, either one count or a mapping of
     strategy -> count with a ``default`` (a LayerNorm job at 7B fits one GPU; full finetuning at 13B needs 4).
@@ -135,6 +141,10 @@ def check_config(config: dict) -> None:
             [("vision.path", config["vision"]["path"])]:
         if is_local_model(config, path) and not os.path.exists(path) and not made_by_toy_world(config, path):
             raise ConfigError(f"{key}: {path!r} does not exist (a local folder; a hub id looks like org/name)")
+    cells = {f"{c.llm}/{c.strategy}/{c.lr}" for c in finetune_cells(config)}
+    unknown = [c for c in config.get("skip_cells", []) if c not in cells]
+    if unknown:
+        raise ConfigError(f"skip_cells: {unknown} are not cells of the sweep (llm/strategy/lr as in paths)")
     ablations = config.get("ablations", {})
     for key, strategy in (("ablations.data_type.strategy", ablations.get("data_type", {}).get("strategy")),
                           ("ablations.connector.base", ablations.get("connector", {}).get("base"))):

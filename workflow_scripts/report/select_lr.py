@@ -26,13 +26,16 @@ def best_lr(scores: dict[str, float | None], lr_values: dict[str, float]) -> str
 
 
 def sweep_scores(config: dict, results: str, only_llm: str | None = None) -> dict[str, dict[str, dict]]:
-    """llm -> strategy -> LR text -> selection score (None where the result file is missing); one LLM if given."""
+    """llm -> strategy -> LR text -> selection score (None where the result file is missing or the cell is in
+    skip_cells); one LLM if given."""
     bench, metric = selection_key(config)
+    swept = set(study.swept_cells(config))
     out: dict = {}
     for cell in study.finetune_cells(config):
         if only_llm is not None and cell.llm != only_llm:
             continue
-        metrics = paths.read_json(paths.eval_metrics(results, cell.llm, cell.strategy, cell.lr, bench))
+        metrics = (paths.read_json(paths.eval_metrics(results, cell.llm, cell.strategy, cell.lr, bench))
+                   if cell in swept else None)
         score = None if metrics is None else metrics.get(metric)
         out.setdefault(cell.llm, {}).setdefault(cell.strategy, {})[cell.lr] = score
     return out

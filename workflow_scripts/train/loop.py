@@ -91,7 +91,9 @@ class GuardedTrainer(Trainer):
             loss = (value, *loss[1:]) if isinstance(loss, tuple) else value
         if not torch.isfinite(value.detach()).all():
             raise NonFiniteLossError(f"loss is {value.item()} at step {self.state.global_step + 1}: stopping; "
-                                     "lower the learning rate or check the data (no output was written)")
+                                     "lower the learning rate or check the data (no output was written). A sweep "
+                                     "cell that diverges is a result: list it under skip_cells in the config "
+                                     "(llm/strategy/lr) and the study goes on without it")
         return loss
 
 
