@@ -1,20 +1,15 @@
 # Ablations, extra targets driven by config["ablations"] (`snakemake ablations`). The connector ablation needs
 # no rules of its own: its strategies are rows of the strategy table, trained and evaluated by finetune and
 # evaluate at the LR chosen for its base strategy. The data-type ablation trains the same strategy on one subset
-# of the instruct data; the `full` subset is the main run itself.
+# of the instruct data; the `full` subset is the main run itself. `use rule ... with:` replaces inputs and
+# outputs whole but merges params, so each variant names only the params it changes.
 
 
 use rule finetune as finetune_data_subset with:
     output:
         delta=protected(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors"),
         efficiency=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/efficiency.json",
-    params:
-        llm=lambda w: config["models"][w.llm]["path"],
-        vision=lambda w: config["vision"]["path"],
-        template=lambda w: config["models"][w.llm]["template"],
-        instruct=lambda w: study.data_path(config, "instruct_json"),
-        images=lambda w: study.data_path(config, "instruct_images"),
-        config=training_config_json(),
+    params:  # merged into finetune's: only what differs
         strategy=ABLATIONS.get("data_type", {}).get("strategy"),
         subset=lambda w: subset_args(w.subset),
         checkpoints=lambda w: f"{RESULTS}/checkpoints/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
@@ -38,10 +33,7 @@ use rule export_model as export_data_subset with:
     output:
         temp(directory(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/export")),
     params:
-        llm=lambda w: config["models"][w.llm]["path"],
-        vision=lambda w: config["vision"]["path"],
         strategy=ABLATIONS.get("data_type", {}).get("strategy"),
-        config=training_config_json(),
     wildcard_constraints:
         subset="[A-Za-z0-9_]+",
     log:
@@ -61,11 +53,7 @@ use rule evaluate as evaluate_data_subset with:
     wildcard_constraints:
         subset="[A-Za-z0-9_]+",
     params:
-        template=lambda w: config["models"][w.llm]["template"],
-        config=lambda w: evaluation_config_json(w.bench),
-        out_dir=lambda w, output: os.path.dirname(output.metrics),
-        blind="",
-        launch=launcher(config["gpus"].get("evaluate", 0)),
+        blind="",  # evaluate's reads {evalset}, which this rule has not
     log:
         "logs/evaluate_data_subset/{llm}/{subset}/{lr}/{bench}.log",
     benchmark:

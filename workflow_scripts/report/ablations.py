@@ -7,12 +7,10 @@ Entry: ``python -m workflow_scripts.report.ablations --config-json J --results D
 
 from __future__ import annotations
 
-import argparse
-import json
 from functools import partial
 
 from workflow_scripts.io import write_text
-from workflow_scripts.report import paths
+from workflow_scripts.report import cli, paths
 from workflow_scripts.report.render import RENDERERS, Table, to_markdown
 from workflow_scripts.report.tables import BENCH_COLUMNS, scores
 
@@ -58,13 +56,11 @@ BUILDERS = {"data_type": data_type_table, "connector": connector_table}
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config-json", required=True)
-    ap.add_argument("--results", required=True)
+    ap = cli.report_parser(__doc__)
     ap.add_argument("--ablation", required=True, choices=sorted(BUILDERS))
-    args = ap.parse_args(argv)
+    args = cli.parse(ap, argv)
     selection = paths.load_selection(args.results)
-    table = BUILDERS[args.ablation](json.loads(args.config_json), args.results, selection)
+    table = BUILDERS[args.ablation](args.config, args.results, selection)
     for ext, render in RENDERERS.items():
         write_text(paths.table(args.results, f"ablation_{args.ablation}", ext), render(table))
     print(to_markdown(table))

@@ -6,8 +6,6 @@ Entry: ``python -m workflow_scripts.report.figures --config-json J --results DIR
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 import matplotlib
@@ -16,7 +14,7 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 
 from workflow_scripts import study  # noqa: E402
-from workflow_scripts.report import paths  # noqa: E402
+from workflow_scripts.report import cli, paths  # noqa: E402
 
 
 def sweep_figure(config: dict, selection: dict, llm: str, out: str) -> None:
@@ -44,14 +42,12 @@ def sweep_figure(config: dict, selection: dict, llm: str, out: str) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config-json", required=True)
-    ap.add_argument("--results", required=True)
+    ap = cli.report_parser(__doc__)
     ap.add_argument("--llm", required=True)
     ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
+    args = cli.parse(ap, argv)
     selection = paths.load_selection(args.results)
-    sweep_figure(json.loads(args.config_json), selection, args.llm, args.out)
+    sweep_figure(args.config, selection, args.llm, args.out)
 
 
 if __name__ == "__main__":

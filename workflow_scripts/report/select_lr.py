@@ -10,13 +10,11 @@ Entry: ``python -m workflow_scripts.report.select_lr --config-json J --results D
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 
 from workflow_scripts import study
 from workflow_scripts.io import write_json, write_text
-from workflow_scripts.report import paths
+from workflow_scripts.report import cli, paths
 
 
 def best_lr(scores: dict[str, float | None], lr_values: dict[str, float]) -> str | None:
@@ -72,14 +70,12 @@ def markdown(doc: dict) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config-json", required=True)
-    ap.add_argument("--results", required=True)
+    ap = cli.report_parser(__doc__)
     ap.add_argument("--json", default=None)
     ap.add_argument("--md", required=True)
     ap.add_argument("--llm", default=None, help="only this LLM's sweep")
-    args = ap.parse_args(argv)
-    doc = select(json.loads(args.config_json), args.results, args.llm)
+    args = cli.parse(ap, argv)
+    doc = select(args.config, args.results, args.llm)
     if args.json:
         write_json(args.json, doc)
     write_text(args.md, markdown(doc))

@@ -6,15 +6,13 @@ Entry: ``python -m workflow_scripts.report.tables --config-json J --results DIR`
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import os
 from functools import partial
 
 from workflow_scripts import study
 from workflow_scripts.io import write_text
-from workflow_scripts.report import paths
+from workflow_scripts.report import cli, paths
 from workflow_scripts.report.render import RENDERERS, Table, to_markdown
 
 # Table 1's benchmark columns: header, benchmark, metric key in its metrics.json. Scores as the paper reports
@@ -141,11 +139,9 @@ def write(tables: dict[str, Table], results: str) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config-json", required=True)
-    ap.add_argument("--results", required=True)
-    args = ap.parse_args(argv)
-    tables = build(json.loads(args.config_json), args.results)
+    ap = cli.report_parser(__doc__)
+    args = cli.parse(ap, argv)
+    tables = build(args.config, args.results)
     write(tables, args.results)
     print(to_markdown(tables["table1_main"]))
 
