@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo readme-table test lint dry-run clean-demo
+.PHONY: setup demo readme-table test test-reruns lint dry-run clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,14 +20,18 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	snakemake --profile profiles/demo --cores $(CORES)
-	@echo; cat results/tables/table1_main.md
+	@echo; cat results/demo/tables/table1_main.md
 
-# Copy the demo's Table 1 (from results/, after `make demo`) into README.md between its markers.
+# Copy the demo's Table 1 (from results/demo/, after `make demo`) into README.md between its markers.
 readme-table: $(STAMP)
-	python -m workflow_scripts.report.readme README.md results/tables/table1_main.md
+	python -m workflow_scripts.report.readme README.md results/demo/tables/table1_main.md
 
 test: $(STAMP)
-	pytest -q
+	pytest -q -m "not reruns"
+
+# Reruns of a finished smoke workflow after one change each (forced cell, changed keys, deleted outputs).
+test-reruns: $(STAMP)
+	pytest -q -m reruns tests/test_reruns.py
 
 lint: $(STAMP)
 	ruff check .
@@ -37,4 +41,4 @@ dry-run: $(STAMP)
 	snakemake -n --quiet rules
 
 clean-demo:
-	rm -rf resources/toy results/toy_models results/plan logs benchmarks/rules
+	rm -rf resources/toy results/demo

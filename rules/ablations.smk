@@ -5,12 +5,39 @@
 # outputs whole but merges params, so each variant names only the params it changes.
 
 
+# LLaVA's per-type files joined into one tagged pool (the 80K file has no type tags and no detail records).
+rule instruct_by_type:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        files=list(instruct_type_files().values()),
+    output:
+        f"{RESULTS}/ablations/data_type/instruct_by_type.json",
+    params:
+        types=" ".join(f"--type {name}={path}" for name, path in instruct_type_files().items()),
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{RESULTS}/logs/instruct_by_type/instruct_by_type.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/instruct_by_type.tsv"
+    shell:
+        "python -m workflow_scripts.data.instruct_types {params.types} --out {output} > {log} 2>&1"
+
+
 use rule finetune as finetune_data_subset with:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
+        instruct=data_subset_pool(),
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
     output:
         delta=protected(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors"),
         efficiency=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/efficiency.json",
     params:  # merged into finetune's: only what differs
         strategy=ABLATIONS.get("data_type", {}).get("strategy"),
+        instruct=lambda w, input: input.instruct,
+        config=lambda w: finetune_config_json(ABLATIONS["data_type"]["strategy"]),
         subset=lambda w: subset_args(w.subset),
         checkpoints=lambda w: f"{RESULTS}/checkpoints/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
         launch=lambda w: launcher(study.finetune_gpus(config, w.llm, ABLATIONS["data_type"]["strategy"])),
@@ -19,33 +46,18 @@ use rule finetune as finetune_data_subset with:
     resources:
         gpu=lambda w: study.finetune_gpus(config, w.llm, ABLATIONS["data_type"]["strategy"]),
     log:
-        "logs/finetune_data_subset/{llm}/{subset}/{lr}.log",
+        f"{RESULTS}/logs/finetune_data_subset/{{llm}}/{{subset}}/{{lr}}.log",
     benchmark:
-        "benchmarks/rules/finetune_data_subset/{llm}/{subset}/{lr}.tsv"
-
-
-use rule export_model as export_data_subset with:
-    input:
-        delta=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors",
-        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
-    output:
-        temp(directory(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/export")),
-    params:
-        strategy=ABLATIONS.get("data_type", {}).get("strategy"),
-    wildcard_constraints:
-        subset="[A-Za-z0-9_]+",
-    log:
-        "logs/export_data_subset/{llm}/{subset}/{lr}.log",
-    benchmark:
-        "benchmarks/rules/export_data_subset/{llm}/{subset}/{lr}.tsv"
+        f"{RESULTS}/benchmarks/finetune_data_subset/{{llm}}/{{subset}}/{{lr}}.tsv"
 
 
 use rule evaluate as evaluate_data_subset with:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
-        model=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/export",
+        delta=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors",
+        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
         data=data_inputs(),
     output:
         predictions=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/eval/{{bench}}/predictions.jsonl",
@@ -54,10 +66,12 @@ use rule evaluate as evaluate_data_subset with:
         subset="[A-Za-z0-9_]+",
     params:
         blind="",  # evaluate's reads {evalset}, which this rule has not
+        strategy=ABLATIONS.get("data_type", {}).get("strategy"),
+        config=lambda w: evaluation_config_json(w.bench, ABLATIONS["data_type"]["strategy"]),
     log:
-        "logs/evaluate_data_subset/{llm}/{subset}/{lr}/{bench}.log",
+        f"{RESULTS}/logs/evaluate_data_subset/{{llm}}/{{subset}}/{{lr}}/{{bench}}.log",
     benchmark:
-        "benchmarks/rules/evaluate_data_subset/{llm}/{subset}/{lr}/{bench}.tsv"
+        f"{RESULTS}/benchmarks/evaluate_data_subset/{{llm}}/{{subset}}/{{lr}}/{{bench}}.tsv"
 
 
 rule ablation_table:
@@ -72,14 +86,14 @@ rule ablation_table:
     wildcard_constraints:
         ablation="|".join(ABLATIONS) or "no_ablation_configured",
     params:
-        config=report_config_json(),
+        config=ablation_config_json(),
         results=lambda w, output: results_root_of(output[0]),
     conda:
         "../envs/study.yaml"
     log:
-        "logs/ablation_table/{ablation}.log",
+        f"{RESULTS}/logs/ablation_table/{{ablation}}.log",
     benchmark:
-        "benchmarks/rules/ablation_table/{ablation}.tsv"
+        f"{RESULTS}/benchmarks/ablation_table/{{ablation}}.tsv"
     shell:
         "python -m workflow_scripts.report.ablations --config-json {params.config:q} --results {params.results}"
         " --ablation {wildcards.ablation} > {log} 2>&1"

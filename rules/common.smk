@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import sys
 
 from snakemake.utils import validate
 
@@ -14,8 +15,11 @@ from workflow_scripts.report.tables import TABLE_NAMES
 
 validate(config, "../config/schema.yaml")
 study.check_config(config)
+study.check_results_root(config)
 
 RESULTS = config["results_root"]
+for _record in study.remove_orphaned_records(RESULTS):
+    print(f"removed {_record}: the file written with it is gone, so its job runs again", file=sys.stderr)
 TOY = config["toy_world"]["root"] if "toy_world" in config else None
 CC3M_SUMMARY = study.cc3m_summary_path(config)
 
@@ -32,9 +36,15 @@ wildcard_constraints:
     bench="|".join(config["benchmarks"]),
 
 
+def canonical_json(obj):
+    """JSON with sorted keys, for params that only configure a computation: reordering keys in the YAML file
+    must not rerun anything. (Report params keep the config's order: it is the order of rows and columns.)"""
+    return json.dumps(obj, sort_keys=True)
+
+
 def toy_world_spec():
     """JSON handed to the toy-world generator: its config section and the data paths it must write."""
-    return json.dumps(
+    return canonical_json(
         {
             # The models' sections are left out: changing a model's budget must not regenerate the world.
             "toy": {k: v for k, v in config["toy_world"].items() if k not in ("llm", "vision")},
@@ -65,7 +75,7 @@ def data_inputs(key=None):
 
 
 def preflight_config_json():
-    """Only what preflight checks: the data paths and POPE's splits. Every job depends on preflight's output,
+    """Only what preflight checks: the data paths and the benchmarks' sizes. Every job depends on preflight's output,
     so an unrelated config edit here would rerun the whole study."""
     kept = {"data_root": config["data_root"]}
     for parts in study.DATA_KEYS.values():
@@ -77,30 +87,70 @@ def preflight_config_json():
             for part in parts[:-1]:
                 target = target.setdefault(part, {})
             target[parts[-1]] = node[parts[-1]]
-    if "pope" in config["benchmarks"]:
-        kept["benchmarks"]["pope"]["splits"] = config["benchmarks"]["pope"]["splits"]
-    return json.dumps(kept)
+    # And how large each benchmark must be (preflight refuses an incomplete one unless allow_partial).
+    for bench, spec in config["benchmarks"].items():
+        kept.setdefault("benchmarks", {}).setdefault(bench, {}).update(
+            {k: spec[k] for k in ("splits", "subset_size", "expected", "allow_partial") if k in spec})
+    return canonical_json(kept)
+
+
+def _pick(*keys, **subkeys):
+    """The named top-level config keys (those present) and, for ``name=[sub, ...]``, only those sub-keys.
+    A rule's params hold exactly what its script reads, so an edit elsewhere in the config reruns nothing."""
+    kept = {k: config[k] for k in keys if k in config}
+    for name, subs in subkeys.items():
+        if name in config:
+            kept[name] = {s: config[name][s] for s in subs if s in config[name]}
+    return kept
 
 
 def plan_config():
-    """The config keys the study grid depends on (so unrelated edits do not rebuild it)."""
-    return json.dumps({k: config[k] for k in ("models", "strategies", "learning_rates", "stage2", "gpus")})
+    """What the study grid reads: the axes and the batch split."""
+    return json.dumps(_pick("models", "strategies", "learning_rates", "gpus",
+                            stage2=["global_batch", "per_device_batch"]))
 
 
-def training_config_json():
-    """The config keys training scripts read (so unrelated edits do not retrain)."""
-    keys = ("seed", "vision", "connector", "lora", "stage1", "stage2", "deepspeed", "learning_rates",
-            "allow_pickle_checkpoints")
-    return json.dumps({k: config[k] for k in keys if k in config})
+def param_table_config():
+    """What the efficiency table reads: model shapes, strategies, LoRA, connector, GPUs and the batch shape."""
+    return json.dumps(_pick("models", "vision", "connector", "strategies", "lora", "deepspeed", "gpus", "data_root",
+                            stage2=["global_batch", "per_device_batch", "model_max_length"], toy_world=["root"]))
 
 
-def evaluation_config_json(bench):
-    """The config keys an evaluation of ``bench`` reads: data root, that benchmark's settings, vision and
-    connector settings, precision, seed. Editing another benchmark, the grid or the ablations reruns nothing."""
-    keys = ("data_root", "seed", "vision", "connector", "stage2", "allow_pickle_checkpoints")
-    kept = {k: config[k] for k in keys if k in config}
+def stage1_config_json():
+    """The keys stage 1 reads: stage-2 edits (scheduler, batch, grid) must not retrain the connector."""
+    return canonical_json(_pick("seed", "vision", "connector", "stage1", "deepspeed", "allow_pickle_checkpoints"))
+
+
+def finetune_config_json(strategy):
+    """The keys a finetune of ``strategy`` reads. The LR grid is not among them (the cell's LR is passed as a
+    value: adding an LR to the grid trains only the new cells), nor are LoRA's settings for non-LoRA cells."""
+    keys = ["seed", "vision", "connector", "stage2", "deepspeed", "allow_pickle_checkpoints"]
+    return canonical_json(_pick(*keys, *(["lora"] if study.strategy_uses_lora(strategy) else [])))
+
+
+def lr_value(lr_text):
+    """The configured LR behind a path's LR text (never float() on a path)."""
+    return repr(study.lr_from_text(config, lr_text))
+
+
+def _model_keys(strategy=None):
+    """The keys that rebuild a trained model from base + connector + delta: vision and connector settings,
+    precision, seed (and LoRA's settings for a LoRA cell)."""
+    return _pick("seed", "vision", "connector", "allow_pickle_checkpoints",
+                 *(["lora"] if strategy and study.strategy_uses_lora(strategy) else []), stage2=["precision"])
+
+
+def export_config_json(strategy):
+    """What merging a cell into a model folder reads."""
+    return canonical_json(_model_keys(strategy))
+
+
+def evaluation_config_json(bench, strategy=None):
+    """The keys an evaluation of ``bench`` reads: the model keys, the data root and that benchmark's settings.
+    Editing another benchmark, the grid, the training schedule or the ablations reruns nothing."""
+    kept = {**_model_keys(strategy), **_pick("data_root")}
     kept["benchmarks"] = {bench: config["benchmarks"][bench]}
-    return json.dumps(kept)
+    return canonical_json(kept)
 
 
 def selection_inputs():
@@ -150,6 +200,20 @@ def ablation_inputs(wildcards):
     return files
 
 
+def instruct_type_files():
+    """type -> path of LLaVA's per-type instruct files (ablations.data_type.type_files), if configured."""
+    files = ABLATIONS.get("data_type", {}).get("type_files", {})
+    return {name: os.path.join(config["data_root"], rel) for name, rel in files.items()}
+
+
+def data_subset_pool():
+    """The records the data-type ablation draws from: LLaVA's per-type files, joined and tagged by rule
+    instruct_by_type, when `type_files` is configured; else the instruct json (its records carry `type`)."""
+    if ABLATIONS.get("data_type", {}).get("type_files"):
+        return f"{RESULTS}/ablations/data_type/instruct_by_type.json"
+    return data_inputs("instruct_json")
+
+
 def subset_args(subset):
     """Record selection of a data-type ablation run: one type's `subset_size` records, or a random sample."""
     spec = ABLATIONS["data_type"]
@@ -172,10 +236,22 @@ def results_root_of(path):
     return os.path.dirname(os.path.dirname(path))
 
 
+def selection_config_json():
+    """What LR selection reads: the grid, the selection metric, the skipped cells."""
+    return json.dumps(_pick("models", "strategies", "learning_rates", "selection", "skip_cells"))
+
+
 def report_config_json():
-    """The config keys the report reads (axes, labels, selection)."""
-    keys = ("models", "strategies", "learning_rates", "benchmarks", "selection", "ablations", "skip_cells")
-    return json.dumps({k: config[k] for k in keys})
+    """What the tables and figures read: the grid, the benchmarks' names and scoring choices, selection."""
+    kept = _pick("models", "strategies", "learning_rates", "selection", "skip_cells")
+    kept["benchmarks"] = {b: {k: v for k, v in spec.items() if k in study.REPORT_BENCHMARK_KEYS}
+                          for b, spec in config["benchmarks"].items()}
+    return json.dumps(kept)
+
+
+def ablation_config_json():
+    """What an ablation table reads: the report's keys and the ablations."""
+    return json.dumps({**json.loads(report_config_json()), **_pick("ablations")})
 
 
 def launcher(gpus):

@@ -11,9 +11,9 @@ rule preflight:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/preflight/preflight.log",
+        f"{RESULTS}/logs/preflight/preflight.log",
     benchmark:
-        "benchmarks/rules/preflight.tsv"
+        f"{RESULTS}/benchmarks/preflight.tsv"
     shell:
         "python -m workflow_scripts.data.preflight --config-json {params.config:q} --out {output} > {log} 2>&1"
 
@@ -40,9 +40,9 @@ rule download_cc3m:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/download_cc3m/download_cc3m.log",
+        f"{RESULTS}/logs/download_cc3m/download_cc3m.log",
     benchmark:
-        "benchmarks/rules/download_cc3m.tsv"
+        f"{RESULTS}/benchmarks/download_cc3m.tsv"
     shell:
         "python -m workflow_scripts.data.cc3m --tsv {params.tsv} {params.subset} --shards {params.shards}"
         " --summary {output.summary} --image-size {params.size} --processes {threads}"

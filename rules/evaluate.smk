@@ -3,10 +3,15 @@
 
 
 # {evalset}: "eval" (the model as trained) or "eval_blind" (the same model, blank images).
+# The model is rebuilt in memory from what defines it — base LLM + CLIP, the stage-1 connector, the cell's delta —
+# so an evaluation is outdated exactly when one of those changes (never by a temporary folder's timestamp).
 rule evaluate:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
-        model=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export",
+        delta=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors",
+        connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
+        llm=lambda w: model_input(config["models"][w.llm]["path"]),
+        vision=model_input(config["vision"]["path"]),
         data=data_inputs(),
     output:
         predictions=f"{RESULTS}/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}/predictions.jsonl",
@@ -14,8 +19,11 @@ rule evaluate:
     wildcard_constraints:
         evalset="eval|eval_blind",
     params:
+        llm=lambda w: config["models"][w.llm]["path"],
+        vision=lambda w: config["vision"]["path"],
+        strategy=lambda w: w.strategy,
         template=lambda w: config["models"][w.llm]["template"],
-        config=lambda w: evaluation_config_json(w.bench),
+        config=lambda w: evaluation_config_json(w.bench, w.strategy),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         blind=lambda w: "--blind" if w.evalset == "eval_blind" else "",
         launch=launcher(config["gpus"].get("evaluate", 0)),
@@ -25,12 +33,13 @@ rule evaluate:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/{evalset}/{llm}/{strategy}/{lr}/{bench}.log",
+        f"{RESULTS}/logs/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}.log",
     benchmark:
-        "benchmarks/rules/{evalset}/{llm}/{strategy}/{lr}/{bench}.tsv"
+        f"{RESULTS}/benchmarks/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}.tsv"
     shell:
         "{params.launch} -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
-        " --template {params.template} --model {input.model}/model --out-dir {params.out_dir} {params.blind}"
+        " --template {params.template} --llm {params.llm} --vision {params.vision} --connector {input.connector}"
+        " --strategy {params.strategy} --delta {input.delta} --out-dir {params.out_dir} {params.blind}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -57,9 +66,9 @@ rule evaluate_stage1:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/evaluate_stage1/{llm}/{bench}.log",
+        f"{RESULTS}/logs/evaluate_stage1/{{llm}}/{{bench}}.log",
     benchmark:
-        "benchmarks/rules/evaluate_stage1/{llm}/{bench}.tsv"
+        f"{RESULTS}/benchmarks/evaluate_stage1/{{llm}}/{{bench}}.tsv"
     shell:
         "{params.launch} -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
         " --template {params.template} --llm {params.llm} --vision {params.vision} --connector {input.connector}"

@@ -10,9 +10,9 @@ rule study_plan:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/study_plan/study_plan.log",
+        f"{RESULTS}/logs/study_plan/study_plan.log",
     benchmark:
-        "benchmarks/rules/study_plan.tsv"
+        f"{RESULTS}/benchmarks/study_plan.tsv"
     shell:
         "python -m workflow_scripts.plan --config-json {params.config:q} --out {output} > {log} 2>&1"
 
@@ -25,13 +25,13 @@ rule param_table:
     output:
         f"{RESULTS}/efficiency/param_table.csv",
     params:
-        config=lambda w: json.dumps({k: config[k] for k in config if k != "toy_world"}),
+        config=param_table_config(),
     conda:
         "../envs/study.yaml"
     log:
-        "logs/param_table/param_table.log",
+        f"{RESULTS}/logs/param_table/param_table.log",
     benchmark:
-        "benchmarks/rules/param_table.tsv"
+        f"{RESULTS}/benchmarks/param_table.tsv"
     shell:
         "python -m workflow_scripts.model.accounting --config-json {params.config:q} --out {output} > {log} 2>&1"
 
@@ -45,14 +45,14 @@ checkpoint select_lr:
         json=f"{RESULTS}/selection/best_lr.json",
         md=f"{RESULTS}/selection/best_lr.md",
     params:
-        config=report_config_json(),
+        config=selection_config_json(),
         results=lambda w, output: results_root_of(output[0]),
     conda:
         "../envs/study.yaml"
     log:
-        "logs/select_lr/select_lr.log",
+        f"{RESULTS}/logs/select_lr/select_lr.log",
     benchmark:
-        "benchmarks/rules/select_lr.tsv"
+        f"{RESULTS}/benchmarks/select_lr.tsv"
     shell:
         "python -m workflow_scripts.report.select_lr --config-json {params.config:q} --results {params.results}"
         " --json {output.json} --md {output.md} > {log} 2>&1"
@@ -66,14 +66,14 @@ rule sweep_summary:
     output:
         f"{RESULTS}/selection/sweep_{{llm}}.md",
     params:
-        config=report_config_json(),
+        config=selection_config_json(),
         results=lambda w, output: results_root_of(output[0]),
     conda:
         "../envs/study.yaml"
     log:
-        "logs/sweep_summary/{llm}.log",
+        f"{RESULTS}/logs/sweep_summary/{{llm}}.log",
     benchmark:
-        "benchmarks/rules/sweep_summary/{llm}.tsv"
+        f"{RESULTS}/benchmarks/sweep_summary/{{llm}}.tsv"
     shell:
         "python -m workflow_scripts.report.select_lr --config-json {params.config:q} --results {params.results}"
         " --llm {wildcards.llm} --md {output} > {log} 2>&1"
@@ -92,9 +92,9 @@ rule tables:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/tables/tables.log",
+        f"{RESULTS}/logs/tables/tables.log",
     benchmark:
-        "benchmarks/rules/tables.tsv"
+        f"{RESULTS}/benchmarks/tables.tsv"
     shell:
         "python -m workflow_scripts.report.tables --config-json {params.config:q} --results {params.results} > {log} 2>&1"
 
@@ -111,9 +111,9 @@ rule sweep_figure:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/sweep_figure/{llm}.log",
+        f"{RESULTS}/logs/sweep_figure/{{llm}}.log",
     benchmark:
-        "benchmarks/rules/sweep_figure/{llm}.tsv"
+        f"{RESULTS}/benchmarks/sweep_figure/{{llm}}.tsv"
     shell:
         "python -m workflow_scripts.report.figures --config-json {params.config:q} --results {params.results}"
         " --llm {wildcards.llm} --out {output} > {log} 2>&1"

@@ -13,9 +13,9 @@ if TOY is not None:
         conda:
             "../envs/study.yaml"
         log:
-            "logs/toy_world/toy_world.log",
+            f"{RESULTS}/logs/toy_world/toy_world.log",
         benchmark:
-            "benchmarks/rules/toy_world.tsv"
+            f"{RESULTS}/benchmarks/toy_world.tsv"
         shell:
             "python -m workflow_scripts.toyworld.world --spec {params.spec:q} --manifest {output.manifest} > {log} 2>&1"
 
@@ -29,16 +29,16 @@ if TOY is not None:
             tokenizer=f"{TOY}/models/llm/tokenizer.json",
             metrics=f"{RESULTS}/toy_models/llm_metrics.json",
         params:
-            spec=json.dumps(config["toy_world"]["llm"]),
+            spec=canonical_json(config["toy_world"]["llm"]),
             seed=config["toy_world"]["seed"],
             out=lambda w, output: os.path.dirname(output.config),
         threads: 2
         conda:
             "../envs/study.yaml"
         log:
-            "logs/toy_llm/toy_llm.log",
+            f"{RESULTS}/logs/toy_llm/toy_llm.log",
         benchmark:
-            "benchmarks/rules/toy_llm.tsv"
+            f"{RESULTS}/benchmarks/toy_llm.tsv"
         shell:
             "python -m workflow_scripts.toyworld.toy_llm --train {input.train} --val {input.val}"
             " --spec {params.spec:q} --seed {params.seed} --threads {threads} --out {params.out}"
@@ -54,7 +54,7 @@ if TOY is not None:
             processor=f"{TOY}/models/vision/preprocessor_config.json",
             metrics=f"{RESULTS}/toy_models/vision_metrics.json",
         params:
-            spec=json.dumps(config["toy_world"]["vision"]),
+            spec=canonical_json(config["toy_world"]["vision"]),
             seed=config["toy_world"]["seed"],
             size=config["toy_world"]["image_size"],
             images=lambda w, input: os.path.dirname(input.train),
@@ -63,9 +63,9 @@ if TOY is not None:
         conda:
             "../envs/study.yaml"
         log:
-            "logs/toy_vision/toy_vision.log",
+            f"{RESULTS}/logs/toy_vision/toy_vision.log",
         benchmark:
-            "benchmarks/rules/toy_vision.tsv"
+            f"{RESULTS}/benchmarks/toy_vision.tsv"
         shell:
             "python -m workflow_scripts.toyworld.toy_vision --train {input.train} --test {input.test}"
             " --images {params.images} --image-size {params.size} --spec {params.spec:q} --seed {params.seed}"

@@ -15,7 +15,7 @@ rule pretrain_connector:
         llm=lambda w: config["models"][w.llm]["path"],
         vision=lambda w: config["vision"]["path"],
         shards=lambda w, input: study.shards_of_summary(input.shards),
-        config=training_config_json(),
+        config=stage1_config_json(),
         checkpoints=lambda w: f"{RESULTS}/checkpoints/pretrain/{w.llm}",
         launch=launcher(config["gpus"].get("pretrain", 0)),
     threads: 2
@@ -24,9 +24,9 @@ rule pretrain_connector:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/pretrain_connector/{llm}.log",
+        f"{RESULTS}/logs/pretrain_connector/{{llm}}.log",
     benchmark:
-        "benchmarks/rules/pretrain_connector/{llm}.tsv"
+        f"{RESULTS}/benchmarks/pretrain_connector/{{llm}}.tsv"
     shell:
         "{params.launch} -m workflow_scripts.train.pretrain_connector --llm {params.llm} --vision {params.vision}"
         " --shards {params.shards} --config-json {params.config:q} --checkpoints {params.checkpoints}"
@@ -49,8 +49,9 @@ rule finetune:
         template=lambda w: config["models"][w.llm]["template"],
         instruct=lambda w: study.data_path(config, "instruct_json"),
         images=lambda w: study.data_path(config, "instruct_images"),
-        config=training_config_json(),
+        config=lambda w: finetune_config_json(w.strategy),
         strategy=lambda w: w.strategy,
+        lr=lambda w: lr_value(w.lr),
         subset="",
         checkpoints=lambda w: f"{RESULTS}/checkpoints/finetune/{w.llm}/{w.strategy}/{w.lr}",
         launch=lambda w: launcher(study.finetune_gpus(config, w.llm, w.strategy)),
@@ -60,20 +61,20 @@ rule finetune:
     conda:
         "../envs/study.yaml"
     log:
-        "logs/finetune/{llm}/{strategy}/{lr}.log",
+        f"{RESULTS}/logs/finetune/{{llm}}/{{strategy}}/{{lr}}.log",
     benchmark:
-        "benchmarks/rules/finetune/{llm}/{strategy}/{lr}.tsv"
+        f"{RESULTS}/benchmarks/finetune/{{llm}}/{{strategy}}/{{lr}}.tsv"
     shell:
         "{params.launch} -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
         " --connector {input.connector} --instruct-json {params.instruct} --images {params.images}"
-        " --template {params.template} --strategy {params.strategy} --lr {wildcards.lr} {params.subset}"
+        " --template {params.template} --strategy {params.strategy} --lr {params.lr} {params.subset}"
         " --config-json {params.config:q} --checkpoints {params.checkpoints}"
         " --delta {output.delta} --efficiency {output.efficiency} --threads {threads} > {log} 2>&1"
 
 
-# The merged model an evaluation loads, rebuilt from base weights + connector + delta. temp(): at 7B a merged
-# folder is ~14 GB and the sweep has 66 cells per LLM; it is deleted once the evaluations that need it are done
-# and rebuilt (in about a minute, no GPU) if the chosen LR's evaluations need it again. --notemp keeps them.
+# A merged model folder that stock LlavaForConditionalGeneration.from_pretrained loads (base weights + connector
+# + delta), for users and other tools: `snakemake results/finetune/<llm>/<strategy>/<lr>/export`. Evaluations do
+# not need it: they rebuild the same model in memory from what defines it (base, connector, delta).
 rule export_model:
     input:
         delta=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors",
@@ -81,20 +82,22 @@ rule export_model:
         llm=lambda w: model_input(config["models"][w.llm]["path"]),
         vision=model_input(config["vision"]["path"]),
     output:
-        temp(directory(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export")),
+        directory(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export"),
     params:
         llm=lambda w: config["models"][w.llm]["path"],
         vision=lambda w: config["vision"]["path"],
         strategy=lambda w: w.strategy,
-        config=training_config_json(),
+        template=lambda w: config["models"][w.llm]["template"],
+        config=lambda w: export_config_json(w.strategy),
     threads: 2
     conda:
         "../envs/study.yaml"
     log:
-        "logs/export_model/{llm}/{strategy}/{lr}.log",
+        f"{RESULTS}/logs/export_model/{{llm}}/{{strategy}}/{{lr}}.log",
     benchmark:
-        "benchmarks/rules/export_model/{llm}/{strategy}/{lr}.tsv"
+        f"{RESULTS}/benchmarks/export_model/{{llm}}/{{strategy}}/{{lr}}.tsv"
     shell:
         "python -m workflow_scripts.train.merge --llm {params.llm} --vision {params.vision}"
         " --connector {input.connector} --strategy {params.strategy} --delta {input.delta}"
-        " --config-json {params.config:q} --export {output} --threads {threads} > {log} 2>&1"
+        " --template {params.template} --config-json {params.config:q} --export {output} --threads {threads}"
+        " > {log} 2>&1"

@@ -166,3 +166,20 @@ def trained_base_models(smoke_world, tmp_path_factory):
                      str(out / "vision.json")])
     metrics = {k: json.loads((out / f"{k}.json").read_text()) for k in ("llm", "vision")}
     return str(out / "llm"), str(out / "vision"), metrics
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600):
+    """Snakemake's CLI on the repository's Snakefile in ``workdir`` (the default profile applies)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke workflow's default target, run once per session (tests that change it work on a copy)."""
+    tmp_path = tmp_path_factory.mktemp("smoke_run")
+    proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path

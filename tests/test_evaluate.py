@@ -2,6 +2,7 @@
 a clear error for missing benchmark data, the blind control."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -58,9 +59,13 @@ def test_run_writes_predictions_and_rescoring_reproduces_metrics(toy_mllm, smoke
     rows = [json.loads(line) for line in (tmp_path / "mme/predictions.jsonl").read_text().splitlines()]
     assert len(rows) == metrics["provenance"]["prompts"] == 40
     # Our predictions file, and the same answers in LLaVA's answer-file format, rescore to the same numbers.
+    # LLaVA's MME answer file: "<subtask>/<image file>" ids, the question (with LLaVA's suffix) in "prompt".
+    _, refs = mme.build_prompts(study.data_path(config, "mme_root"))
     llava = tmp_path / "llava_answers.jsonl"
-    llava.write_text("".join(json.dumps({"question_id": r["id"], "prompt": r["prompt"], "text": r["output"]}) + "\n"
-                             for r in rows))
+    llava.write_text("".join(json.dumps({
+        "question_id": f"{refs[r['id']][0]}/{os.path.basename(refs[r['id']][1])}",
+        "prompt": refs[r["id"]][3].replace(" Please answer yes or no.", "") + mme.LLAVA_SUFFIX,
+        "text": r["output"], "answer_id": "x", "model_id": "llava", "metadata": {}}) + "\n" for r in rows))
     for path in (tmp_path / "mme/predictions.jsonl", llava):
         out = tmp_path / "rescored.json"
         proc = subprocess.run(

@@ -26,9 +26,9 @@ from safetensors.torch import load_file
 pytestmark = pytest.mark.slow
 
 LLM, CELL = "smoke-vicuna", "layernorm/0.001"
-CONNECTOR = f"results/pretrain/{LLM}/connector.safetensors"
-DELTA = f"results/finetune/{LLM}/{CELL}/trainable_delta.safetensors"
-EVAL = f"results/eval/{LLM}/{CELL}/mme"
+CONNECTOR = f"results/smoke/pretrain/{LLM}/connector.safetensors"
+DELTA = f"results/smoke/finetune/{LLM}/{CELL}/trainable_delta.safetensors"
+EVAL = f"results/smoke/eval/{LLM}/{CELL}/mme"
 
 
 def command(workdir: Path, *targets: str) -> list[str]:
@@ -79,9 +79,10 @@ def workdir(tmp_path_factory):
     uninterrupted; the reference weights and predictions are kept aside."""
     workdir = tmp_path_factory.mktemp("kill")
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
-    config["stage1"]["max_steps"] = 30
+    config["stage1"].update(max_steps=30, save_steps=5)
     config["stage2"].update(max_steps=30, save_steps=5)
     config["toy_world"]["counts"]["mme_per_subtask"] = 40
+    config["benchmarks"]["mme"]["expected"] = 400  # 5 toy subtasks x 40 images x 2 questions
     (workdir / "kill.yaml").write_text(yaml.safe_dump(config))
     run(workdir, DELTA, f"{EVAL}/metrics.json")
     ref = workdir / "reference"
@@ -93,28 +94,28 @@ def workdir(tmp_path_factory):
 
 def test_killed_stages_resume_from_checkpoints_to_identical_weights(workdir):
     ref = workdir / "reference"
-    remove(workdir, CONNECTOR, f"results/pretrain/{LLM}/metrics.json", "results/checkpoints", DELTA,
-           f"results/finetune/{LLM}/{CELL}")
-    stage1_ckpt = workdir / f"results/checkpoints/pretrain/{LLM}/checkpoint-5/CHECKPOINT_COMPLETE"
+    remove(workdir, CONNECTOR, f"results/smoke/pretrain/{LLM}/metrics.json", "results/smoke/checkpoints", DELTA,
+           f"results/smoke/finetune/{LLM}/{CELL}")
+    stage1_ckpt = workdir / f"results/smoke/checkpoints/pretrain/{LLM}/checkpoint-5/CHECKPOINT_COMPLETE"
     run_and_kill_when(workdir, stage1_ckpt.exists, DELTA)
     assert not (workdir / CONNECTOR).exists()
-    stage2_ckpt = workdir / f"results/checkpoints/finetune/{LLM}/{CELL}/checkpoint-5/CHECKPOINT_COMPLETE"
+    stage2_ckpt = workdir / f"results/smoke/checkpoints/finetune/{LLM}/{CELL}/checkpoint-5/CHECKPOINT_COMPLETE"
     run_and_kill_when(workdir, stage2_ckpt.exists, DELTA)  # stage 1 resumes and finishes, stage 2 is killed
     assert (workdir / CONNECTOR).exists() and not (workdir / DELTA).exists()
     run(workdir, DELTA)
 
-    stage1 = json.loads((workdir / f"results/pretrain/{LLM}/metrics.json").read_text())
+    stage1 = json.loads((workdir / f"results/smoke/pretrain/{LLM}/metrics.json").read_text())
     assert stage1["resumed_from"] is not None and stage1["steps"] == 30 and stage1["steps_this_run"] < 30
-    stage2 = json.loads((workdir / f"results/finetune/{LLM}/{CELL}/efficiency.json").read_text())
+    stage2 = json.loads((workdir / f"results/smoke/finetune/{LLM}/{CELL}/efficiency.json").read_text())
     assert stage2["resumed_from"] is not None and stage2["steps"] == 30 and stage2["steps_this_run"] < 30
-    assert "resuming from" in (workdir / f"logs/finetune/{LLM}/{CELL}.log").read_text()
+    assert "resuming from" in (workdir / f"results/smoke/logs/finetune/{LLM}/{CELL}.log").read_text()
     assert same_tensors(load_file(workdir / CONNECTOR), load_file(ref / "connector.safetensors"))
     assert same_tensors(load_file(workdir / DELTA), load_file(ref / "trainable_delta.safetensors"))
 
 
 def test_killed_evaluation_leaves_nothing_and_recomputes_identically(workdir):
     remove(workdir, EVAL)
-    log = workdir / f"logs/eval/{LLM}/{CELL}/mme.log"
+    log = workdir / f"results/smoke/logs/eval/{LLM}/{CELL}/mme.log"
     log.unlink(missing_ok=True)
 
     def generating():

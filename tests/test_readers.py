@@ -12,12 +12,26 @@ def test_cc3m_tsv(tmp_path):
     good = tmp_path / "cc3m.tsv"
     good.write_text("caption\turl\na red circle\thttp://x/1.jpg\nblue star\tfile:///tmp/2.jpg\n")
     rows = readers.read_cc3m_tsv(good)
-    assert rows == [readers.CaptionUrl(0, "a red circle", "http://x/1.jpg"),
-                    readers.CaptionUrl(1, "blue star", "file:///tmp/2.jpg")]
-    headless = tmp_path / "headless.tsv"
-    headless.write_text("a red circle\thttp://x/1.jpg\n")
-    with pytest.raises(DataFormatError, match=r"headless\.tsv: line 1: header"):
-        readers.read_cc3m_tsv(headless)
+    assert rows == [readers.CaptionUrl(0, "a red circle", "http://x/1.jpg", 2),
+                    readers.CaptionUrl(1, "blue star", "file:///tmp/2.jpg", 3)]
+
+
+def test_cc3m_tsv_as_google_ships_it(tmp_path):
+    """Train_GCC-training.tsv has no header: line 1 is GCC_train_0 (captions are lower-case, pre-tokenised)."""
+    google = tmp_path / "Train_GCC-training.tsv"
+    google.write_text("a very typical bus station\thttp://lh6.ggpht.com/-IvRtNLNcG8o/TpFyrudaT6I/AAAAAAAAM6o/"
+                      "_mmAxxlzfLA/s640/bus-station.jpg\nsierra looked stunning in this top and this skirt while "
+                      "performing with person at their former university\thttp://78.media.tumblr.com/x/tumblr.jpg\n")
+    rows = readers.read_cc3m_tsv(google)
+    assert [(r.row, r.line) for r in rows] == [(0, 1), (1, 2)]
+    assert rows[0].caption == "a very typical bus station" and rows[1].url.endswith("tumblr.jpg")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ok\thttp://x\nno url here\n")
+    with pytest.raises(DataFormatError, match=r"bad\.tsv: line 2"):
+        readers.read_cc3m_tsv(bad)
+
+
+def test_cc3m_tsv_errors(tmp_path):
     short = tmp_path / "short.tsv"
     short.write_text("caption\turl\nok\thttp://x\nno url here\n")
     with pytest.raises(DataFormatError, match=r"short\.tsv: line 3"):

@@ -35,9 +35,11 @@ def results(tmp_path):
     for (s, lr), cider in sweep.items():
         put(paths.eval_metrics(r, "m", s, lr, "flickr30k"), {"CIDEr": cider})
     # finetune @ 3e-4 has every benchmark; layernorm @ 1e-3 lacks POPE (its evaluation failed).
-    put(paths.eval_metrics(r, "m", "finetune", "0.0003", "mme"), {"perception": 900.5, "cognition": 200.0})
+    put(paths.eval_metrics(r, "m", "finetune", "0.0003", "mme"), {"perception": 900.5, "perception_8": 700.5,
+                                                                         "cognition": 200.0})
     put(paths.eval_metrics(r, "m", "finetune", "0.0003", "pope"), {"f1_mean": 80.0})
-    put(paths.eval_metrics(r, "m", "layernorm", "0.001", "mme"), {"perception": 1000.0, "cognition": 250.0})
+    put(paths.eval_metrics(r, "m", "layernorm", "0.001", "mme"), {"perception": 1000.0, "perception_8": 800.0,
+        "cognition": 250.0, "size": {"items": 150, "expected": 2374, "partial": True}})  # a deliberately partial MME
     put(paths.efficiency(r, "m", "layernorm", "0.001"),
         {"parameters": {"trainable_params": 100, "trainable_pct": 1.5}, "peak_memory_bytes": 2 * 1024 ** 3,
          "peak_memory_kind": "cuda_max_allocated", "step_time_s": 0.5})
@@ -76,16 +78,18 @@ def test_selection_document(results):
 
 def test_table1_values_and_missing_cells(results):
     t1 = tables.build(CONFIG, results)["table1_main"]
-    assert t1.columns == ["LLM", "strategy", "LR", "trainable %", "MME-P", "MME-C", "Flickr30k", "POPE"]
+    assert t1.columns == ["LLM", "strategy", "LR", "trainable %", "MME-P", "MME-P8", "MME-C", "Flickr30k", "POPE"]
     rows = {r[1]: r for r in t1.rows}
-    assert rows["stage 1 only (connector)"][4:] == [10.0, 0.0, 1.0, 66.7]
-    assert rows["finetune"] == ["MM-M", "finetune", "0.0003", 50.0, 900.5, 200.0, 12.0, 80.0]
-    assert rows["layernorm"] == ["MM-M", "layernorm", "0.001", 1.5, 1000.0, 250.0, 20.0, None]
-    assert rows["blind (finetune, blank images)"][2:] == ["0.0003", "n/a", None, None, None, None]  # not run yet
+    assert rows["stage 1 only (connector)"][4:] == [10.0, None, 0.0, 1.0, 66.7]
+    assert rows["finetune"] == ["MM-M", "finetune", "0.0003", 50.0, 900.5, 700.5, 200.0, 12.0, 80.0]
+    assert rows["layernorm"] == ["MM-M", "layernorm", "0.001", 1.5, "1000.00 (150/2374)", "800.00 (150/2374)",
+                                 "250.00 (150/2374)", 20.0, None]
+    assert rows["blind (finetune, blank images)"][2:] == ["0.0003", "n/a", None, None, None, None, None]  # not run
     md = to_markdown(t1)
-    assert "| MM-M | layernorm | 0.001 | 1.500 | 1000.00 | 250.00 | 20.00 | — |" in md
+    assert ("| MM-M | layernorm | 0.001 | 1.500 | 1000.00 (150/2374) | 800.00 (150/2374) | 250.00 (150/2374) "
+            "| 20.00 | — |") in md
     csv_rows = list(csv.reader(io.StringIO(to_csv(t1))))
-    assert csv_rows[3] == ["MM-M", "finetune", "0.0003", "50.0", "900.5", "200.0", "12.0", "80.0"]
+    assert csv_rows[3] == ["MM-M", "finetune", "0.0003", "50.0", "900.5", "700.5", "200.0", "12.0", "80.0"]
     assert csv_rows[4][-1] == ""  # missing, not 0
     assert "& -- \\\\" in to_latex(t1)
 

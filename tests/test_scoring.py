@@ -3,6 +3,7 @@
 import pytest
 
 from workflow_scripts.evaluate import captioning, mme, pope, vqav2
+from workflow_scripts.evaluate.common import CoverageError
 
 
 @pytest.mark.parametrize("pred, answers, expected", [
@@ -33,14 +34,29 @@ def test_vqa_partial_agreement_steps():
 
 
 def test_vqa_score_by_type_and_missing():
-    refs = {"1": (["yes"] * 10, "yes/no"), "2": (["2"] * 10, "number")}
-    out = vqav2.score({"1": "yes"}, refs)
-    assert out["accuracy"] == 50.0 and out["by_answer_type"] == {"number": 0.0, "yes/no": 100.0}
+    refs = {"1": (["yes"] * 10, "yes/no"), "2": (["2"] * 10, "number"), "3": (["3"] * 10, "number")}
+    out = vqav2.score({"1": "yes", "2": "2", "3": "4"}, refs)
+    assert out["accuracy"] == pytest.approx(200 / 3) and out["by_answer_type"] == {"number": 50.0, "yes/no": 100.0}
+    with pytest.raises(CoverageError, match=r"vqav2: 1 of 3 answered; first missing: '2'"):
+        vqav2.score({"1": "yes"}, refs)
+    partial = vqav2.score({"1": "yes"}, refs, allow_partial=True)  # the answered part, and how much it is
+    assert partial["accuracy"] == 100.0 and partial["coverage"] == {"answered": 1, "references": 3,
+                                                                    "unmatched_answers": 0}
+    with pytest.raises(CoverageError, match=r"0 of 3 references answered.*'coco_1'"):
+        vqav2.score({"coco_1": "yes"}, refs, allow_partial=True)  # zero matches: always an error
+
+
+def test_vqa_period_strip_as_the_official_tool_counts():
+    """vqaEval.py passes re.UNICODE (32) as the count of periodStrip.sub: at most 32 periods go."""
+    answers = ["yes"] * 9 + ["no"]  # humans disagree: the prediction is normalised
+    assert vqav2.accuracy("yes" + "." * 32, answers) == pytest.approx(1.0)
+    assert vqav2.accuracy("yes" + "." * 33, answers) == 0.0  # one period is left: "yes."
 
 
 @pytest.mark.parametrize("text, parsed", [
     ("Yes", "yes"), ("no", "no"), ("Yes, there is", "yes"), ("No.", "no"), ("", "other"),
     ("There is a cat", "other"), ("not sure", "no"),  # "no" within the first 4 characters ("not ")
+    ("  yes", "other"), (" no", "no"),  # the raw text: "  ye" holds neither; " no" holds "no" in 4 characters
 ])
 def test_mme_parse(text, parsed):
     assert mme.parse(text) == parsed
@@ -49,14 +65,19 @@ def test_mme_parse(text, parsed):
 def test_mme_score_acc_plus_and_sums():
     refs = {"count/1/yes": ("count", "1", "yes"), "count/1/no": ("count", "1", "no"),
             "count/2/yes": ("count", "2", "yes"), "count/2/no": ("count", "2", "no"),
+            "landmark/4/yes": ("landmark", "4", "yes"), "landmark/4/no": ("landmark", "4", "no"),
             "numerical_calculation/3/yes": ("numerical_calculation", "3", "yes"),
             "numerical_calculation/3/no": ("numerical_calculation", "3", "no")}
     parsed = {"count/1/yes": "yes", "count/1/no": "no", "count/2/yes": "yes", "count/2/no": "yes",
-              "numerical_calculation/3/yes": "other"}
+              "landmark/4/yes": "yes", "landmark/4/no": "no",
+              "numerical_calculation/3/yes": "other", "numerical_calculation/3/no": "yes"}
     out = mme.score(parsed, refs)
     assert out["subtasks"]["count"] == {"acc": 75.0, "acc_plus": 50.0, "score": 125.0, "questions": 4}
     assert out["subtasks"]["numerical_calculation"]["score"] == 0.0
-    assert out["perception"] == 125.0 and out["cognition"] == 0.0
+    assert out["perception"] == 325.0 and out["perception_8"] == 125.0 and out["cognition"] == 0.0
+    del parsed["numerical_calculation/3/no"]
+    with pytest.raises(CoverageError, match=r"mme: 7 of 8 answered; first missing: 'numerical_calculation/3/no'"):
+        mme.score(parsed, refs)
 
 
 @pytest.mark.parametrize("text, parsed", [
@@ -82,6 +103,8 @@ def test_pope_metrics_by_hand():
     out = pope.score(parsed, refs)
     assert out["f1_mean"] == pytest.approx((200 / 3 + 100) / 2)
     assert out["accuracy_mean"] == pytest.approx((75 + 100) / 2)
+    with pytest.raises(CoverageError, match=r"0 of 16 references answered.*--questions"):
+        pope.score({"3": "yes"}, refs)  # LLaVA's global ids without its question file
 
 
 @pytest.mark.slow
@@ -94,5 +117,7 @@ def test_captioning_cider_identical_beats_different():
     wrong = captioning.score({"1": "a yellow cross", "2": "a purple triangle", "3": "nothing"}, refs)
     assert perfect["CIDEr"] > 100 and wrong["CIDEr"] < 5
     assert perfect["BLEU-4"] > wrong["BLEU-4"] and perfect["ROUGE-L"] > wrong["ROUGE-L"]
-    assert set(perfect) == {"CIDEr", "BLEU-4", "METEOR", "ROUGE-L", "images"}
+    assert set(perfect) == {"CIDEr", "BLEU-4", "METEOR", "ROUGE-L", "images", "coverage"}
+    with pytest.raises(CoverageError, match=r"captioning: 2 of 3 answered; first missing: '3'"):
+        captioning.score({"1": "a red circle", "2": "a star"}, refs, extras=())
     assert captioning.parse("\n A red circle.\nSecond line") == "A red circle."

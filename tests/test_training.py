@@ -3,7 +3,6 @@ parameters change, the export loads with stock transformers in a fresh process, 
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -109,10 +108,11 @@ def test_export_loads_in_a_fresh_process_and_generates(stage2):
     assert int(proc.stdout.split("NEW")[-1]) >= 1
 
 
-def test_lr_outside_the_grid_is_refused(stage2, trained_base_models, stage1, tmp_path):
+def test_invalid_lr_is_refused(stage2, trained_base_models, stage1, tmp_path):
+    """The rule maps a path's LR text back through the config's grid; the script refuses a non-positive value."""
     config, _ = stage2
-    with pytest.raises(ValueError, match="not in the config's learning_rates"):
-        finetune.main(_finetune_args(config, trained_base_models, stage1, tmp_path, lr="0.5"))
+    with pytest.raises(ValueError, match="must be a positive number"):
+        finetune.main(_finetune_args(config, trained_base_models, stage1, tmp_path, lr="-0.5"))
 
 
 def test_nan_loss_stops_without_outputs(stage2, trained_base_models, stage1, tmp_path):
@@ -156,14 +156,20 @@ def deepspeed_env(port_base: int) -> dict:
     return env
 
 
-def run_deepspeed_finetune(config, zero_stage, max_steps, port_base, trained_base_models, stage1, out):
-    """finetune.py in a subprocess under DeepSpeed ZeRO-``zero_stage``; returns its efficiency.json."""
+def run_deepspeed_finetune(config, zero_stage, max_steps, port_base, trained_base_models, stage1, out,
+                           fail_at_step=None):
+    """finetune.py in a subprocess under DeepSpeed ZeRO-``zero_stage``; returns its efficiency.json (None when
+    ``fail_at_step`` interrupts it: a non-finite loss injected there stops it as a crash would)."""
     config = json.loads(json.dumps(config))
     config["deepspeed"]["zero_stage"] = zero_stage
     config["stage2"].update(max_steps=max_steps, save_steps=2)
-    args = _finetune_args(config, trained_base_models, stage1, out, extra=("--threads", "2"))
+    extra = ("--threads", "2") + (("--inject-nan-at-step", str(fail_at_step)) if fail_at_step else ())
+    args = _finetune_args(config, trained_base_models, stage1, out, extra=extra)
     proc = subprocess.run([sys.executable, "-m", "workflow_scripts.train.finetune", *args],
                           env=deepspeed_env(port_base), capture_output=True, text=True, timeout=600)
+    if fail_at_step:
+        assert proc.returncode != 0 and "NonFiniteLossError" in proc.stderr, proc.stderr[-3000:]
+        return None
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads((out / "efficiency.json").read_text())
 
@@ -171,14 +177,12 @@ def run_deepspeed_finetune(config, zero_stage, max_steps, port_base, trained_bas
 def test_deepspeed_zero2_on_cpu_trains_and_resumes(stage2, trained_base_models, stage1, tmp_path):
     """DeepSpeed ZeRO-2 through HF Trainer on CPU (gloo), one process with the launcher's variables set."""
     config, _ = stage2
-    first = run_deepspeed_finetune(config, 2, 4, 29500, trained_base_models, stage1, tmp_path)
-    assert first["steps"] == 4
+    # A 6-step run interrupted at step 5 leaves its complete checkpoint-4; the same run resumes from it.
+    run_deepspeed_finetune(config, 2, 6, 29500, trained_base_models, stage1, tmp_path, fail_at_step=5)
     assert (tmp_path / "ckpt" / "checkpoint-4" / "global_step4").is_dir()  # DeepSpeed wrote its own checkpoint
-    for p in ("delta.safetensors", "efficiency.json"):
-        os.chmod(tmp_path / p, 0o644)
-        (tmp_path / p).unlink()
     second = run_deepspeed_finetune(config, 2, 6, 29500, trained_base_models, stage1, tmp_path)
     assert second["resumed_from"].endswith("checkpoint-4") and second["steps_this_run"] == 2
+    assert second["steps"] == 6 and not (tmp_path / "ckpt").exists()  # finished: nothing left to resume
 
 
 def test_stage1_resumes_from_its_checkpoint_to_identical_connector(smoke_world, smoke_shards, trained_base_models,
@@ -188,17 +192,20 @@ def test_stage1_resumes_from_its_checkpoint_to_identical_connector(smoke_world, 
     config = training_config(smoke_world[0], save_steps=2)
     config["stage1"].update(lr=2.0e-3, global_batch=4, per_device_batch=4)
 
-    def run(out, max_steps):
-        config["stage1"]["max_steps"] = max_steps
+    config["stage1"].update(save_steps=2, max_steps=6)
+
+    def run(out, *extra):
         pretrain_connector.main(["--llm", llm, "--vision", vision, "--shards", smoke_shards, "--config-json",
                                  json.dumps(config), "--checkpoints", str(out / "ckpt"), "--connector-out",
-                                 str(out / "connector.safetensors"), "--metrics", str(out / "metrics.json")])
+                                 str(out / "connector.safetensors"), "--metrics", str(out / "metrics.json"), *extra])
         return json.loads((out / "metrics.json").read_text())
 
-    run(tmp_path / "straight", 6)
-    # What a run killed after step 4 leaves behind: its complete checkpoint-4 (same schedule, same data).
-    shutil.copytree(tmp_path / "straight" / "ckpt" / "checkpoint-4", tmp_path / "resumed" / "ckpt" / "checkpoint-4")
-    again = run(tmp_path / "resumed", 6)
+    run(tmp_path / "straight")
+    # The same run interrupted at step 5 (as a crash would) leaves its complete checkpoint-4 and resumes from it.
+    with pytest.raises(NonFiniteLossError):
+        run(tmp_path / "resumed", "--inject-nan-at-step", "5")
+    assert (tmp_path / "resumed" / "ckpt" / "checkpoint-4" / COMPLETE).exists()
+    again = run(tmp_path / "resumed")
     assert again["resumed_from"].endswith("checkpoint-4") and again["steps_this_run"] == 2
     a = load_file(tmp_path / "straight" / "connector.safetensors")
     b = load_file(tmp_path / "resumed" / "connector.safetensors")

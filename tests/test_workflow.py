@@ -3,62 +3,46 @@
 import csv
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, subprocess_env
+from conftest import REPO, snakemake
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The smoke workflow's default target, run once for this module's tests."""
-    tmp_path = tmp_path_factory.mktemp("smoke_run")
-    proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp_path
 
 
 def test_smoke_workflow_builds_every_stage(smoke_run):
     tmp_path = smoke_run
     world = json.loads((tmp_path / "resources/smoke/world.json").read_text())
     assert world["counts"]["pope"]["random"] > 0
-    llm = json.loads((tmp_path / "results/toy_models/llm_metrics.json").read_text())
-    vision = json.loads((tmp_path / "results/toy_models/vision_metrics.json").read_text())
+    llm = json.loads((tmp_path / "results/smoke/toy_models/llm_metrics.json").read_text())
+    vision = json.loads((tmp_path / "results/smoke/toy_models/vision_metrics.json").read_text())
     assert llm["val_perplexity_after"] < llm["val_perplexity_before"] / 10
     assert vision["retrieval_top1_after"] > 2 * vision["retrieval_chance"]
     for model in ("llm", "vision"):
         assert (tmp_path / f"resources/smoke/models/{model}/model.safetensors").exists()
-        assert (tmp_path / f"logs/toy_{model}/toy_{model}.log").read_text().strip()
-    assert (tmp_path / "benchmarks/rules/toy_world.tsv").exists()
-    assert json.loads((tmp_path / "results/preflight/inputs.json").read_text())["cc3m_tsv"]["found"] == "43 rows"
+        assert (tmp_path / f"results/smoke/logs/toy_{model}/toy_{model}.log").read_text().strip()
+    assert (tmp_path / "results/smoke/benchmarks/toy_world.tsv").exists()
+    assert json.loads((tmp_path / "results/smoke/preflight/inputs.json").read_text())["cc3m_tsv"]["found"] == "43 rows"
     cc3m = json.loads((tmp_path / "resources/smoke/data/cc3m/shards_summary.json").read_text())
     assert cc3m["downloaded"] > 0 and cc3m["failed_to_download"] > 0
     assert list((tmp_path / "resources/smoke/data/cc3m/shards").glob("*.tar"))
-    assert json.loads((tmp_path / "results/pretrain/smoke-vicuna/metrics.json").read_text())["steps"] == 3
+    assert json.loads((tmp_path / "results/smoke/pretrain/smoke-vicuna/metrics.json").read_text())["steps"] == 3
     for strategy in ("finetune", "layernorm"):
         for lr in ("0.003", "0.001"):
-            cell = tmp_path / f"results/finetune/smoke-vicuna/{strategy}/{lr}"
+            cell = tmp_path / f"results/smoke/finetune/smoke-vicuna/{strategy}/{lr}"
             assert json.loads((cell / "efficiency.json").read_text())["strategy"] == strategy
             assert not (cell / "export").exists()  # temp(): removed once its evaluations were done
             assert not os.access(cell / "trainable_delta.safetensors", os.W_OK) or os.geteuid() == 0  # protected
-            assert (tmp_path / f"logs/finetune/smoke-vicuna/{strategy}/{lr}.log").exists()
-    table = list(csv.DictReader((tmp_path / "results/efficiency/param_table.csv").open()))
+            assert (tmp_path / f"results/smoke/logs/finetune/smoke-vicuna/{strategy}/{lr}.log").exists()
+    table = list(csv.DictReader((tmp_path / "results/smoke/efficiency/param_table.csv").open()))
     assert [r["strategy"] for r in table] == ["finetune", "layernorm"]
-    flickr = json.loads((tmp_path / "results/eval/smoke-vicuna/layernorm/0.001/flickr30k/metrics.json").read_text())
+    flickr = json.loads((tmp_path / "results/smoke/eval/smoke-vicuna/layernorm/0.001/flickr30k/metrics.json")
+                        .read_text())
     assert flickr["images"] == 8 and flickr["CIDEr"] >= 0 and flickr["provenance"]["template"] == "vicuna_v1"
     assert flickr["provenance"]["decoding"]["strategy"] == "greedy"
     assert "METEOR" not in flickr and "ROUGE-L" in flickr  # the smoke config's extra_metrics
-    rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "results/smoke/plan/study_grid.csv").open()))
     assert [(r["strategy"], r["lr"]) for r in rows] == [("finetune", "0.003"), ("finetune", "0.001"),
                                                         ("layernorm", "0.003"), ("layernorm", "0.001")]
     again = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", "-n")
@@ -66,35 +50,36 @@ def test_smoke_workflow_builds_every_stage(smoke_run):
 
 
 def chosen_lrs(tmp_path):
-    doc = json.loads((tmp_path / "results/selection/best_lr.json").read_text())
+    doc = json.loads((tmp_path / "results/smoke/selection/best_lr.json").read_text())
     return {s: sel["lr"] for s, sel in doc["selected"]["smoke-vicuna"].items()}
 
 
 def test_lr_selection_drives_the_full_evaluation(smoke_run):
     """The checkpoint picks each strategy's LR from the sweep; only there do the other benchmarks run."""
     tmp_path = smoke_run
-    doc = json.loads((tmp_path / "results/selection/best_lr.json").read_text())
+    doc = json.loads((tmp_path / "results/smoke/selection/best_lr.json").read_text())
     for strategy, sel in doc["selected"]["smoke-vicuna"].items():
-        sweep = {lr: json.loads((tmp_path / f"results/eval/smoke-vicuna/{strategy}/{lr}/flickr30k/metrics.json")
+        sweep = {lr: json.loads((tmp_path / f"results/smoke/eval/smoke-vicuna/{strategy}/{lr}/flickr30k/metrics.json")
                                 .read_text())["CIDEr"] for lr in ("0.003", "0.001")}
         assert sel["scores"] == sweep
         best = max(sweep.values())
         assert sel["lr"] == max((lr for lr in sweep if sweep[lr] == best), key=float)
         others = {lr for lr in sweep if lr != sel["lr"]}
         for bench in ("mme", "vqav2", "coco", "pope"):
-            assert (tmp_path / f"results/eval/smoke-vicuna/{strategy}/{sel['lr']}/{bench}/metrics.json").exists()
-            assert not any((tmp_path / f"results/eval/smoke-vicuna/{strategy}/{lr}/{bench}").exists() for lr in others)
+            assert (tmp_path / f"results/smoke/eval/smoke-vicuna/{strategy}/{sel['lr']}/{bench}/metrics.json").exists()
+            assert not any((tmp_path / f"results/smoke/eval/smoke-vicuna/{strategy}/{lr}/{bench}").exists()
+                           for lr in others)
     blind_lr = doc["selected"]["smoke-vicuna"]["finetune"]["lr"]
-    blind = json.loads((tmp_path / f"results/eval_blind/smoke-vicuna/finetune/{blind_lr}/pope/metrics.json")
+    blind = json.loads((tmp_path / f"results/smoke/eval_blind/smoke-vicuna/finetune/{blind_lr}/pope/metrics.json")
                        .read_text())
     assert blind["provenance"]["control"] == "blind"
     for bench in ("mme", "vqav2", "coco", "flickr30k", "pope"):
-        assert (tmp_path / f"results/eval_stage1/smoke-vicuna/{bench}/metrics.json").exists()
+        assert (tmp_path / f"results/smoke/eval_stage1/smoke-vicuna/{bench}/metrics.json").exists()
 
 
 def test_every_benchmark_scored_at_the_chosen_lr(smoke_run):
     tmp_path = smoke_run
-    cell = f"results/eval/smoke-vicuna/layernorm/{chosen_lrs(tmp_path)['layernorm']}"
+    cell = f"results/smoke/eval/smoke-vicuna/layernorm/{chosen_lrs(tmp_path)['layernorm']}"
     mme = json.loads((tmp_path / cell / "mme/metrics.json").read_text())
     assert set(mme["subtasks"]) == {"existence", "count", "position", "color", "numerical_calculation"}
     assert 0 <= mme["perception"] <= 800 and 0 <= mme["cognition"] <= 200
@@ -117,21 +102,21 @@ def test_tables_and_figures_hold_the_measured_values(smoke_run):
     chosen = chosen_lrs(tmp_path)
     for name in ("table1_main", "table2_efficiency", "lr_sweep"):
         for ext in ("md", "csv", "tex"):
-            assert (tmp_path / f"results/tables/{name}.{ext}").read_text().strip()
-    rows = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/tables/table1_main.csv").open())}
+            assert (tmp_path / f"results/smoke/tables/{name}.{ext}").read_text().strip()
+    rows = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/table1_main.csv").open())}
     assert set(rows) == {"stage 1 only (connector)", "blind (finetune, blank images)", "finetune", "layernorm"}
     for strategy in ("finetune", "layernorm"):
-        cell = tmp_path / f"results/eval/smoke-vicuna/{strategy}/{chosen[strategy]}"
+        cell = tmp_path / f"results/smoke/eval/smoke-vicuna/{strategy}/{chosen[strategy]}"
         assert rows[strategy]["LR"] == chosen[strategy]
         assert float(rows[strategy]["POPE"]) == pytest.approx(
             json.loads((cell / "pope/metrics.json").read_text())["f1_mean"], abs=1e-5)
         assert float(rows[strategy]["MME-P"]) == pytest.approx(
             json.loads((cell / "mme/metrics.json").read_text())["perception"], abs=1e-5)
-    eff = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/tables/table2_efficiency.csv").open())}
-    measured = json.loads((tmp_path / f"results/finetune/smoke-vicuna/layernorm/{chosen['layernorm']}/"
+    eff = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/table2_efficiency.csv").open())}
+    measured = json.loads((tmp_path / f"results/smoke/finetune/smoke-vicuna/layernorm/{chosen['layernorm']}/"
                                       "efficiency.json").read_text())
     assert int(eff["layernorm"]["trainable params"]) == measured["parameters"]["trainable_params"]
-    png = (tmp_path / "results/figures/lr_sweep_smoke-vicuna.png").read_bytes()
+    png = (tmp_path / "results/smoke/figures/lr_sweep_smoke-vicuna.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
@@ -149,17 +134,18 @@ def test_ablation_targets(smoke_run):
     proc = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", "ablations")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lr = chosen_lrs(tmp_path)["layernorm"]
-    data = list(csv.DictReader((tmp_path / "results/tables/ablation_data_type.csv").open()))
+    data = list(csv.DictReader((tmp_path / "results/smoke/tables/ablation_data_type.csv").open()))
     assert [(r["subset"], r["records"], r["LR"]) for r in data] == [("conversation", "10", lr), ("random", "10", lr),
                                                                     ("full", "all", lr)]
-    run = json.loads((tmp_path / f"results/ablations/data_type/smoke-vicuna/conversation/{lr}/efficiency.json")
+    run = json.loads((tmp_path / f"results/smoke/ablations/data_type/smoke-vicuna/conversation/{lr}/efficiency.json")
                      .read_text())
     assert run["records"] == 10 and run["strategy"] == "layernorm"
-    full = json.loads((tmp_path / f"results/eval/smoke-vicuna/layernorm/{lr}/flickr30k/metrics.json").read_text())
+    full = json.loads((tmp_path / f"results/smoke/eval/smoke-vicuna/layernorm/{lr}/flickr30k/metrics.json").read_text())
     assert float(data[2]["Flickr30k"]) == pytest.approx(full["CIDEr"], abs=1e-5)  # `full` is the main run
-    conn = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/tables/ablation_connector.csv").open())}
+    conn = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/ablation_connector.csv").open())}
     assert set(conn) == {"layernorm", "connector_only"}
-    only = json.loads((tmp_path / f"results/finetune/smoke-vicuna/connector_only/{lr}/efficiency.json").read_text())
+    only = json.loads((tmp_path / f"results/smoke/finetune/smoke-vicuna/connector_only/{lr}/efficiency.json")
+                      .read_text())
     assert only["parameters"]["groups"]["connector"]["trainable"] == only["parameters"]["trainable_params"]
 
 
@@ -170,7 +156,7 @@ def test_missing_real_data_fails_in_preflight_with_where_to_get_it(tmp_path):
     path.write_text(yaml.safe_dump(config))
     proc = snakemake(tmp_path, "--configfile", str(path), "--cores", "1", "download_cc3m", timeout=120)
     assert proc.returncode != 0
-    log = (tmp_path / "logs/preflight/preflight.log").read_text()
+    log = (tmp_path / "results/logs/preflight/preflight.log").read_text()
     assert "missing cc3m_tsv" in log and "get it from: Conceptual Captions" in log
     assert not (tmp_path / "results/preflight/inputs.json").exists()
 

@@ -5,6 +5,7 @@ scripts both use these helpers, so the grid is defined once.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -23,6 +24,30 @@ DATA_KEYS = {
     "mme_root": ("benchmarks", "mme", "root"),
     "pope_root": ("benchmarks", "pope", "root"), "pope_images": ("benchmarks", "pope", "images"),
 }
+
+
+# Benchmark settings the report reads (how a number is summed or how much of a benchmark it covers); every
+# other benchmark key (prompts, paths, decoding) only reaches the evaluation of that benchmark.
+REPORT_BENCHMARK_KEYS = ("allow_partial",)
+
+
+# What a complete official benchmark holds: MME questions, POPE questions per split, Karpathy test images.
+# VQAv2's evaluated set is the configured subset. A config (the toy world's) sets `expected` for its own data.
+OFFICIAL_SIZES = {"mme": 2374, "pope": 3000, "coco": 5000, "flickr30k": 1000}
+
+
+def expected_size(bench: str, spec: dict) -> int:
+    """Questions (MME, VQAv2 subset, POPE per split) or test images (captioning) a complete benchmark holds."""
+    if "expected" in spec:
+        return int(spec["expected"])
+    return int(spec["subset_size"]) if bench == "vqav2" else OFFICIAL_SIZES[bench]
+
+
+def strategy_uses_lora(name: str) -> bool:
+    """Whether a strategy of the table adds LoRA adapters (its cells then depend on the ``lora`` settings)."""
+    from workflow_scripts.model.strategies import get_strategy
+
+    return get_strategy(name).lora
 
 
 def lr_text(lr: float) -> str:
@@ -157,6 +182,34 @@ def check_config(config: dict) -> None:
     toy = config.get("toy_world")
     if toy is not None and toy["image_size"] % toy["vision"].get("patch_size", 1):
         raise ConfigError("toy_world.vision.patch_size: must divide toy_world.image_size")
+    if toy is not None:
+        # The toy world writes only under its own root: two configs with different roots never share a file.
+        if not _inside(config["data_root"], toy["root"]):
+            raise ConfigError(f"data_root: {config['data_root']!r} must lie inside toy_world.root {toy['root']!r} "
+                              "(the generated world writes only there); give each toy config its own root")
+        for key, path in [(f"models.{m}.path", spec["path"]) for m, spec in config["models"].items()] + \
+                [("vision.path", config["vision"]["path"])]:
+            if not made_by_toy_world(config, path):
+                raise ConfigError(f"{key}: {path!r} is not under toy_world.root {toy['root']!r}, where this "
+                                  "config's toy models are made (another config's would be shared)")
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.normpath(path).startswith(os.path.normpath(root) + os.sep)
+
+
+def check_results_root(config: dict) -> None:
+    """One results root holds one study's data: refuse a results root whose preflight recorded another data
+    root (two configs writing one results folder would invalidate, and silently mix, each other's results)."""
+    stamp = os.path.join(config["results_root"], "preflight", "inputs.json")
+    try:
+        with open(stamp) as f:
+            recorded = json.load(f).get("data_root")
+    except (OSError, ValueError):
+        return
+    if recorded is not None and os.path.normpath(recorded) != os.path.normpath(config["data_root"]):
+        raise ConfigError(f"results_root: {config['results_root']!r} holds results of a run on data_root "
+                          f"{recorded!r}, not {config['data_root']!r}; give this config its own results_root")
 
 
 def shards_dir(config: dict) -> str:
@@ -171,3 +224,31 @@ def cc3m_summary_path(config: dict) -> str:
 
 def shards_of_summary(summary: str) -> str:
     return summary[: -len("_summary.json")]
+
+
+# Outputs written together by one job: (record glob under the results root, companion beside it). A record
+# whose companion is gone describes something that no longer exists. Snakemake does not rerun a job for an
+# output that nobody requests, so asking for the record alone would keep the stale record: it is removed.
+OUTPUT_PAIRS = (
+    ("finetune/*/*/*/efficiency.json", "trainable_delta.safetensors"),
+    ("ablations/data_type/*/*/*/efficiency.json", "trainable_delta.safetensors"),
+    ("pretrain/*/metrics.json", "connector.safetensors"),
+    ("eval*/*/*/*/*/metrics.json", "predictions.jsonl"),
+    ("eval_stage1/*/*/metrics.json", "predictions.jsonl"),
+    ("ablations/data_type/*/*/*/eval/*/metrics.json", "predictions.jsonl"),
+)
+
+
+def remove_orphaned_records(results_root: str) -> list[str]:
+    """Delete every record of ``OUTPUT_PAIRS`` whose companion file is missing, so its job reruns; returns them."""
+    import glob
+
+    removed = []
+    for pattern, companion in OUTPUT_PAIRS:
+        for record in glob.glob(os.path.join(results_root, pattern)):
+            if not os.path.exists(os.path.join(os.path.dirname(record), companion)):
+                if not os.access(record, os.W_OK):
+                    os.chmod(record, 0o644)
+                os.remove(record)
+                removed.append(record)
+    return removed

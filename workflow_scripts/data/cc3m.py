@@ -38,7 +38,7 @@ def select_rows(tsv: str, subset: str | None, allow_file_urls: bool) -> list[tup
     for r in rows:
         scheme = urlparse(r.url).scheme
         if scheme not in allowed:
-            raise DataFormatError(tsv, f"line {r.row + 2}", f"URL scheme {scheme!r} not allowed (allowed: {allowed};"
+            raise DataFormatError(tsv, f"line {r.line}", f"URL scheme {scheme!r} not allowed (allowed: {allowed};"
                                   " file:// needs data.cc3m_allow_file_urls: true)")
     if subset is not None:
         wanted = {rec.id for rec in read_llava_json(subset)}

@@ -36,30 +36,67 @@ WHERE_TO_GET = {
 
 
 def _check(key: str, path: str, config: dict):
-    """Parse one input; returns a short description of what was found."""
+    """Parse one input; returns (a short description of what was found, its size where it is a benchmark's)."""
     if key == "cc3m_tsv":
-        return f"{len(readers.read_cc3m_tsv(path))} rows"
+        return f"{len(readers.read_cc3m_tsv(path))} rows", None
     if key in ("cc3m_subset", "instruct_json"):
-        return f"{len(readers.read_llava_json(path))} records"
+        return f"{len(readers.read_llava_json(path))} records", None
     if key.endswith("karpathy_json"):
-        return f"{len(readers.read_karpathy(path, 'test'))} test images"
+        n = len(readers.read_karpathy(path, "test"))
+        return f"{n} test images", n
     if key == "vqav2_questions":
-        return f"{len(readers.read_vqav2(path, study.data_path(config, 'vqav2_annotations')))} questions"
+        n = len(readers.read_vqav2(path, study.data_path(config, "vqav2_annotations")))
+        return f"{n} questions", n
     if key == "vqav2_train_questions":
-        return f"{len(readers.read_vqav2(path, study.data_path(config, 'vqav2_train_annotations')))} questions"
+        return f"{len(readers.read_vqav2(path, study.data_path(config, 'vqav2_train_annotations')))} questions", None
     if key == "mme_root":
-        return f"{len(readers.read_mme(path))} questions"
+        questions = readers.read_mme(path)
+        per = {}
+        for q in questions:
+            per[q.subtask] = per.get(q.subtask, 0) + 1
+        return f"{len(questions)} questions in {len(per)} subtasks", per
     if key == "pope_root":
         splits = config["benchmarks"]["pope"]["splits"]
-        return ", ".join(f"{s}: {len(readers.read_pope(os.path.join(path, f'coco_pope_{s}.json')))}" for s in splits)
+        per = {s: len(readers.read_pope(os.path.join(path, f"coco_pope_{s}.json"))) for s in splits}
+        return ", ".join(f"{s}: {n}" for s, n in per.items()), per
     if not os.path.isdir(path) and not os.path.isfile(path):
         raise FileNotFoundError(path)
-    return "present"
+    return "present", None
+
+
+# Which data key holds each benchmark's size.
+SIZE_KEYS = {"mme": "mme_root", "pope": "pope_root", "vqav2": "vqav2_questions", "coco": "coco_karpathy_json",
+             "flickr30k": "flickr30k_karpathy_json"}
+
+
+def size_problems(bench: str, spec: dict, size) -> list[str]:
+    """What a benchmark of ``size`` lacks against a complete one (``study.expected_size``); [] when complete.
+    Pure: sizes as ``_check`` returns them."""
+    expected = study.expected_size(bench, spec)
+    if bench == "mme":
+        total = sum(size.values())
+        if total == expected:
+            return []
+        msg = f"mme: {total} of {expected} questions"
+        if expected == readers.MME_TOTAL:
+            missing = [s for s in readers.MME_QUESTIONS if s not in size]
+            short = [f"{s} {n}/{readers.MME_QUESTIONS[s]}" for s, n in size.items()
+                     if s in readers.MME_QUESTIONS and n != readers.MME_QUESTIONS[s]]
+            msg += f"; missing subtasks: {missing or 'none'}; incomplete: {short or 'none'}"
+        return [msg]
+    if bench == "pope":
+        # The POPE repository's current files hold 3000 lines per split; the commit LLaVA pinned has 2910 in random.
+        return [f"pope: {split} has {n} questions, a complete split {expected}"
+                for split, n in size.items()
+                if n != expected and not (split == "random" and expected == 3000 and n == 2910)]
+    if bench == "vqav2":
+        return [] if size >= expected else [f"vqav2: {size} questions, fewer than subset_size {expected}"]
+    return [] if size == expected else [f"{bench}: {size} of {expected} test images (Karpathy test split)"]
 
 
 def preflight(config: dict) -> tuple[dict, list[str]]:
-    """(found, problems) over every configured input."""
-    found, problems = {}, []
+    """(found, problems) over every configured input, benchmark sizes included."""
+    found, problems, sizes = {}, [], {}
     for key in study.DATA_KEYS:
         path = study.data_path(config, key)
         if path is None:
@@ -68,9 +105,21 @@ def preflight(config: dict) -> tuple[dict, list[str]]:
             problems.append(f"missing {key}: {path}\n    get it from: {WHERE_TO_GET[key]}")
             continue
         try:
-            found[key] = {"path": path, "found": _check(key, path, config)}
+            text, sizes[key] = _check(key, path, config)
+            found[key] = {"path": path, "found": text}
         except (readers.DataFormatError, FileNotFoundError) as e:
             problems.append(f"unreadable {key}: {e}")
+    for bench, spec in config.get("benchmarks", {}).items():
+        key = SIZE_KEYS[bench]
+        if sizes.get(key) is None:
+            continue
+        lacking = size_problems(bench, spec, sizes[key])
+        found[key]["complete"] = not lacking
+        if lacking and spec.get("allow_partial", False):
+            found[key]["partial"] = lacking  # scored on what there is; the count travels with the number
+        elif lacking:
+            problems += [f"incomplete {m} (a deliberately partial benchmark: benchmarks.{bench}.allow_partial: "
+                         "true)" for m in lacking]
     return found, problems
 
 
@@ -87,7 +136,8 @@ def main(argv=None) -> None:
               file=sys.stderr)
         print("\n".join(problems), file=sys.stderr)
         sys.exit(1)
-    write_json(args.out, found)
+    # The data root is recorded too: a results root belongs to the data it was computed from (study.check_results_root).
+    write_json(args.out, {"data_root": json.loads(args.config_json)["data_root"], **found})
 
 
 if __name__ == "__main__":

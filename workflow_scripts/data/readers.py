@@ -44,21 +44,25 @@ class CaptionUrl:
     row: int  # 0-based data row (CC3M ids are row numbers: GCC_train_<row>)
     caption: str
     url: str
+    line: int = 0  # 1-based line in the file (for error messages)
 
 
 def read_cc3m_tsv(path) -> list[CaptionUrl]:
-    """CC3M tsv with a ``caption<TAB>url`` header (as img2dataset reads it)."""
-    with open(path, newline="") as f:
+    """CC3M tsv: ``caption<TAB>url`` per line. Google's ``Train_GCC-training.tsv`` has no header (row 0 is
+    GCC_train_0); a first line ``caption<TAB>url`` (img2dataset's style) is read as a header and skipped."""
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["caption", "url"]:
-            raise DataFormatError(path, "line 1", f"header must be 'caption<TAB>url', got {header!r} "
-                                  "(the Google tsv has none: add it with  sed -i '1s/^/caption\\turl\\n/' FILE)")
-        rows = []
-        for i, fields in enumerate(reader):
+        rows, first = [], True
+        for line, fields in enumerate(reader, 1):
+            if first and [h.strip().lower() for h in fields[:2]] == ["caption", "url"]:
+                first = False
+                continue
+            first = False
             if len(fields) != 2 or not fields[1].strip():
-                raise DataFormatError(path, f"line {i + 2}", f"expected 2 tab-separated fields, got {len(fields)}")
-            rows.append(CaptionUrl(i, fields[0], fields[1]))
+                raise DataFormatError(path, f"line {line}", f"expected 'caption<TAB>url', got {len(fields)} fields")
+            rows.append(CaptionUrl(len(rows), fields[0], fields[1], line))
+    if not rows:
+        raise DataFormatError(path, "file", "no caption<TAB>url rows")
     return rows
 
 
@@ -172,26 +176,47 @@ def _mme_image(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_mme(root) -> list[MMEQuestion]:
-    """MME: one folder per subtask, either ``images/`` + ``questions_answers_YN/*.txt`` or images and .txt
-    side by side; each txt line is ``question<TAB>Yes|No``."""
+# The official release: questions per subtask (2 per image; 2374 in all).
+MME_QUESTIONS = {"existence": 60, "count": 60, "position": 60, "color": 60, "posters": 294, "celebrity": 340,
+                 "scene": 400, "landmark": 400, "artwork": 400, "OCR": 40, "commonsense_reasoning": 140,
+                 "numerical_calculation": 40, "text_translation": 40, "code_reasoning": 40}
+MME_TOTAL = sum(MME_QUESTIONS.values())
+
+
+def mme_subtask_root(root) -> Path:
+    """The folder holding MME's subtask folders: ``root`` itself (the release as unzipped), or the single
+    folder below it that does (the hub download adds a level: ``MME_Benchmark_release_version/MME_Benchmark``)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"MME folder {root} does not exist")
+    if any((root / name).is_dir() for name in MME_QUESTIONS):
+        return root
+    nested = [d for d in sorted(root.iterdir()) if d.is_dir() and any((d / n).is_dir() for n in MME_QUESTIONS)]
+    if len(nested) == 1:
+        return nested[0]
+    raise DataFormatError(root, "folder", f"no MME subtask folder ({', '.join(list(MME_QUESTIONS)[:3])}, ...) "
+                          "here or one level below")
+
+
+def read_mme(root) -> list[MMEQuestion]:
+    """MME: one folder per subtask, either ``images/`` + ``questions_answers_YN/*.txt`` (artwork, celebrity,
+    landmark, posters, scene) or images and .txt side by side (the others); each txt line is
+    ``question<TAB>Yes|No``. Questions are kept verbatim (some have two spaces before "Please answer yes or no.")."""
+    base = mme_subtask_root(root)
     out = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in base.iterdir() if p.is_dir() and p.name in MME_QUESTIONS):
         qa_dir = sub / "questions_answers_YN" if (sub / "questions_answers_YN").is_dir() else sub
         for txt in sorted(qa_dir.glob("*.txt")):
             image = _mme_image(sub, txt.stem)
             if image is None:
                 raise DataFormatError(txt, "file", f"no image {txt.stem}.jpg/.png in {sub}")
-            for n, line in enumerate(txt.read_text().splitlines(), 1):
+            for n, line in enumerate(txt.read_text(encoding="utf-8").splitlines(), 1):
                 if not line.strip():
                     continue
                 parts = line.split("\t")
                 if len(parts) != 2 or parts[1].strip() not in ("Yes", "No"):
                     raise DataFormatError(txt, f"line {n}", f"expected 'question<TAB>Yes|No', got {line!r}")
-                out.append(MMEQuestion(sub.name, str(image), parts[0].strip(), parts[1].strip()))
+                out.append(MMEQuestion(sub.name, str(image), parts[0], parts[1].strip()))
     return out
 
 

@@ -11,7 +11,7 @@ import random
 
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
 from workflow_scripts.data.readers import read_karpathy
-from workflow_scripts.evaluate.common import Prompt
+from workflow_scripts.evaluate.common import Answer, Prompt, coverage
 
 QUESTION = "Please provide a description of the picture."
 
@@ -45,19 +45,24 @@ def parse(text: str) -> str:
 EXTRA_METRICS = ("BLEU-4", "METEOR", "ROUGE-L")
 
 
-def score(parsed: dict[str, str], refs: dict[str, list[str]], extras=EXTRA_METRICS) -> dict:
+def score(parsed: dict[str, str], refs: dict[str, list[str]], extras=EXTRA_METRICS,
+          allow_partial: bool = False) -> dict:
     """Pure (given pycocoevalcap): CIDEr and the ``extras`` (BLEU-4, METEOR, ROUGE-L) ×100 over the referenced
-    images; a missing prediction is scored as an empty caption. METEOR starts a Java process (~6 s)."""
+    images, which the answers must cover (``coverage``; a partial score covers the answered images, and CIDEr's
+    document frequencies come from them). METEOR starts a Java process (~6 s)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+    cover = coverage(parsed, refs, "captioning", allow_partial,
+                     hint="; captions are keyed by COCO id / Karpathy imgid or by the image file's stem")
+    refs = {k: v for k, v in refs.items() if k in parsed}
     tokenizer = PTBTokenizer()
     gts = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
     res = tokenizer.tokenize({k: [{"caption": parsed.get(k, "")}] for k in refs})
-    out = {"CIDEr": 100 * float(Cider().compute_score(gts, res)[0]), "images": len(refs)}
+    out = {"CIDEr": 100 * float(Cider().compute_score(gts, res)[0]), "images": len(refs), "coverage": cover}
     if "BLEU-4" in extras:
         out["BLEU-4"] = 100 * float(Bleu(4).compute_score(gts, res, verbose=0)[0][3])
     if "METEOR" in extras:
@@ -67,6 +72,20 @@ def score(parsed: dict[str, str], refs: dict[str, list[str]], extras=EXTRA_METRI
     return out
 
 
-def score_file(predictions: dict[str, str], karpathy_json: str) -> dict:
-    refs = {str(im.image_id): list(im.captions) for im in read_karpathy(karpathy_json, "test")}
-    return score({k: parse(v) for k, v in predictions.items()}, refs)
+def match_answers(answers: list[Answer], images) -> dict[str, str]:
+    """Image id -> answer text, for answers keyed by our id (COCO id / Karpathy imgid) or by the image file's
+    stem (a Flickr photo id such as 1007129816, or COCO_val2014_000000391895)."""
+    by_stem = {os.path.splitext(os.path.basename(im.path))[0]: str(im.image_id) for im in images}
+    ids = {str(im.image_id) for im in images}
+    out = {}
+    for a in answers:
+        key = a.id if a.id in ids else by_stem.get(os.path.splitext(os.path.basename(a.id))[0])
+        if key is not None:
+            out[key] = a.text
+    return out
+
+
+def score_file(answers: list[Answer], karpathy_json: str, allow_partial: bool = False) -> dict:
+    images = read_karpathy(karpathy_json, "test")
+    refs = {str(im.image_id): list(im.captions) for im in images}
+    return score({k: parse(v) for k, v in match_answers(answers, images).items()}, refs, allow_partial=allow_partial)

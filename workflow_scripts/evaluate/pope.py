@@ -2,15 +2,20 @@
 
 Parsing as LLaVA's evaluation: keep the text before the first '.', drop commas; a word no/not/No makes it
 "no", anything else "yes". Metrics with yes as the positive class; headline: mean F1 over the splits.
+
+Rescoring accepts our predictions (ids ``<split>/<question_id>``) and LLaVA's answer files, whose ids are those of
+its ``llava_pope_test.jsonl``: given that question file (``--questions``), answers are grouped by its
+``category`` and paired with ``coco_pope_<category>.json`` in file order, as LLaVA's ``eval_pope.py`` does.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
 from workflow_scripts.data.readers import read_pope
-from workflow_scripts.evaluate.common import Prompt, score_cli
+from workflow_scripts.evaluate.common import Answer, Prompt, coverage, score_cli
 
 
 def build_prompts(root: str, images: str, splits, suffix: str = "") -> tuple[list[Prompt], dict]:
@@ -43,21 +48,59 @@ def binary_metrics(pairs: list[tuple[str, str]]) -> dict:
             "yes_ratio": 100 * (tp + fp) / n, "questions": n}
 
 
-def score(parsed: dict[str, str], refs: dict[str, tuple[str, str]]) -> dict:
-    """Pure scoring per split and the means; a missing answer counts as wrong."""
+def score(parsed: dict[str, str], refs: dict[str, tuple[str, str]], allow_partial: bool = False) -> dict:
+    """Pure scoring per split and the means. Answers must cover the references (``coverage``)."""
+    cover = coverage(parsed, refs, "pope", allow_partial,
+                     hint="; LLaVA's answer files are scored with its question file: --questions llava_pope_test.jsonl")
     splits = sorted({s for s, _ in refs.values()})
     out = {}
     for split in splits:
-        pairs = [(parsed.get(qid, "missing"), truth) for qid, (s, truth) in refs.items() if s == split]
-        out[split] = binary_metrics(pairs)
-    return {"f1_mean": sum(out[s]["f1"] for s in splits) / len(splits),
-            "accuracy_mean": sum(out[s]["accuracy"] for s in splits) / len(splits), "splits": out}
+        pairs = [(parsed[qid], truth) for qid, (s, truth) in refs.items() if s == split and qid in parsed]
+        if pairs:
+            out[split] = binary_metrics(pairs)
+    return {"f1_mean": sum(v["f1"] for v in out.values()) / len(out),
+            "accuracy_mean": sum(v["accuracy"] for v in out.values()) / len(out), "splits": out, "coverage": cover}
 
 
-def score_file(predictions: dict[str, str], root: str, splits: str = "random,popular,adversarial") -> dict:
+def llava_categories(questions: str) -> dict[str, str]:
+    """question_id -> category of LLaVA's ``llava_pope_test.jsonl``."""
+    out = {}
+    with open(questions, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                row = json.loads(line)
+                if "question_id" not in row or "category" not in row:
+                    raise ValueError(f"{questions}: line {n}: needs question_id and category (LLaVA's question file)")
+                out[str(row["question_id"])] = row["category"]
+    return out
+
+
+def match_answers(answers: list[Answer], refs: dict, questions: str | None = None) -> dict[str, str]:
+    """Our question id -> answer text: our ids directly, or LLaVA's ids through its question file."""
+    if questions is None or any(a.id in refs for a in answers):
+        return {a.id: a.text for a in answers if a.id in refs}
+    category = llava_categories(questions)
+    by_split: dict[str, list[str]] = {}
+    for a in answers:
+        if a.id not in category:
+            raise ValueError(f"{questions}: has no question {a.id!r} of the answer file")
+        by_split.setdefault(category[a.id], []).append(a.text)
+    out = {}
+    for split, texts in by_split.items():
+        ids = [qid for qid, (s, _) in refs.items() if s == split]
+        if len(texts) > len(ids):
+            raise ValueError(f"pope: {len(texts)} answers of category {split!r}, but coco_pope_{split}.json has "
+                             f"{len(ids)} questions (another POPE version?)")
+        out.update(zip(ids, texts))
+    return out
+
+
+def score_file(answers: list[Answer], root: str, splits: str = "random,popular,adversarial",
+               allow_partial: bool = False, questions: str | None = None) -> dict:
     _, refs = build_prompts(root, "", splits.split(","))
-    return score({k: parse(v) for k, v in predictions.items()}, refs)
+    return score({k: parse(v) for k, v in match_answers(answers, refs, questions).items()}, refs, allow_partial)
 
 
 if __name__ == "__main__":
-    score_cli("pope", score_file)
+    score_cli("pope", score_file, extra_args=[("--questions", {"help": "LLaVA's llava_pope_test.jsonl, to score "
+                                                              "LLaVA's POPE answer files"})])

@@ -1,8 +1,9 @@
 """Evaluate one model on one benchmark: prompts, batched greedy generation, parsing, official scoring.
 Writes ``predictions.jsonl`` (id, prompt, raw output, parsed answer) and ``metrics.json`` with provenance.
 
-The model is a finetuned export (``--model DIR``) or, for the stage-1 control row, the base LLM + CLIP with the
-stage-1 connector (``--llm --vision --connector``). ``--blind`` replaces every image with a blank one.
+The model is an exported model folder (``--model DIR``), or rebuilt in memory from base LLM + CLIP, the stage-1
+connector and, for a finetuned cell, its strategy and trainable delta (``--llm --vision --connector [--strategy S
+--delta D]``; without a delta: the stage-1 control row). ``--blind`` replaces every image with a blank one.
 
 Entry: ``python -m workflow_scripts.evaluate.run --bench flickr30k --config-json J --template vicuna_v1
 --model DIR --out-dir DIR``.
@@ -64,15 +65,24 @@ def load_model(args, config, dtype):
         # Our own export: safetensors, never pickle.
         return LlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype, use_safetensors=True), \
             AutoProcessor.from_pretrained(args.model)
-    from workflow_scripts.model.build import build_mllm
-    from workflow_scripts.train.export import load_connector
+    from workflow_scripts.model.trained import build_trained
 
-    connector = config.get("connector", {}).get("type", "linear")
-    model, processor = build_mllm(args.llm, args.vision, connector, config["vision"].get("feature_layer", -2),
-                                  config["vision"].get("select_strategy", "default"), dtype=dtype,
-                                  allow_pickle=config.get("allow_pickle_checkpoints", False))
-    load_connector(model, args.connector, connector)
-    return model, processor
+    return build_trained(args.llm, args.vision, config, args.connector, args.strategy, args.delta, dtype=dtype)
+
+
+def benchmark_size(bench: str, cfg: dict, refs: dict) -> dict:
+    """How much of a complete benchmark this evaluation covered, by preflight's rule (which refused an incomplete
+    benchmark unless the config allows it): items scored, items a complete one holds, whether it was partial."""
+    from collections import Counter
+
+    from workflow_scripts.data.preflight import size_problems
+
+    if bench in ("mme", "pope"):  # per subtask / per split: refs hold it first
+        size = dict(Counter(r[0] for r in refs.values()))
+    else:
+        size = len(refs)
+    expected = study.expected_size(bench, cfg) * (len(cfg["splits"]) if bench == "pope" else 1)
+    return {"items": len(refs), "expected": expected, "partial": bool(size_problems(bench, cfg, size))}
 
 
 def _init_distributed() -> int:
@@ -90,6 +100,8 @@ def main(argv=None) -> None:
     ap.add_argument("--llm")
     ap.add_argument("--vision")
     ap.add_argument("--connector", help="stage-1 connector: evaluate base LLM + CLIP + this connector")
+    ap.add_argument("--strategy", help="with --delta: the tuning strategy of the cell")
+    ap.add_argument("--delta", help="a finetuned cell's trainable delta (safetensors), loaded onto base + connector")
     ap.add_argument("--blind", action="store_true", help="replace every image by a blank one")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--out-dir", required=True)
@@ -116,7 +128,8 @@ def main(argv=None) -> None:
         return
     parsed = {p.id: module.parse(o) for p, o in zip(prompts, outputs)}
     options = {"extras": cfg["extra_metrics"]} if "extra_metrics" in cfg else {}  # captioning's optional scores
-    metrics = module.score(parsed, refs, **options)
+    metrics = module.score(parsed, refs, allow_partial=cfg.get("allow_partial", False), **options)
+    metrics["size"] = benchmark_size(args.bench, cfg, refs)
     os.makedirs(args.out_dir, exist_ok=True)
     tmp = os.path.join(args.out_dir, f".predictions.jsonl.tmp{os.getpid()}")
     with open(tmp, "w") as f:
@@ -125,9 +138,11 @@ def main(argv=None) -> None:
                                 "parsed": parsed[p.id]}) + "\n")
     os.replace(tmp, os.path.join(args.out_dir, "predictions.jsonl"))
     metrics["provenance"] = {
-        "benchmark": args.bench, "model": args.model or {"llm": args.llm, "vision": args.vision,
-                                                          "connector": args.connector},
-        "control": "blind" if args.blind else ("stage1" if args.connector else None),
+        "benchmark": args.bench,
+        "model": args.model or {"llm": args.llm, "vision": args.vision, "connector": file_fingerprint(args.connector),
+                                "strategy": args.strategy,
+                                "delta": file_fingerprint(args.delta) if args.delta else None},
+        "control": "blind" if args.blind else ("stage1" if args.connector and not args.delta else None),
         "template": args.template, "example_prompt": prompt_text(prompts[0], args.template) if prompts else None,
         "shots": cfg.get("shots", 0), "decoding": {"strategy": "greedy", "max_new_tokens": cfg["max_new_tokens"],
                                                    "batch_size": args.batch_size, "padding": "left"},

@@ -15,7 +15,7 @@ import re
 
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
 from workflow_scripts.data.readers import coco_val2014_name, read_vqav2
-from workflow_scripts.evaluate.common import Prompt, score_cli
+from workflow_scripts.evaluate.common import Answer, Prompt, coverage, score_cli
 
 PUNCTUATION = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",",
                "?", "!"]
@@ -63,7 +63,9 @@ def process_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return PERIOD_STRIP.sub("", out)
+    # The official code calls periodStrip.sub("", outText, re.UNICODE): the flag lands in `count` (32), so at
+    # most 32 periods go. Kept as the official tool scores.
+    return PERIOD_STRIP.sub("", out, count=re.UNICODE)
 
 
 def process_digit_article(text: str) -> str:
@@ -120,22 +122,25 @@ def parse(text: str) -> str:
     return text.strip().split("\n")[0]
 
 
-def score(parsed: dict[str, str], refs: dict[str, tuple[list[str], str]]) -> dict:
-    """Pure scoring: overall and per answer type, ×100. Missing answers score 0."""
+def score(parsed: dict[str, str], refs: dict[str, tuple[list[str], str]], allow_partial: bool = False) -> dict:
+    """Pure scoring: overall and per answer type, ×100, over answers that cover the references (``coverage``)."""
+    cover = coverage(parsed, refs, "vqav2", allow_partial)
     by_type: dict[str, list[float]] = {}
     total = []
     for qid, (answers, answer_type) in refs.items():
-        acc = accuracy(parsed[qid], answers) if qid in parsed else 0.0
+        if qid not in parsed:
+            continue
+        acc = accuracy(parsed[qid], answers)
         total.append(acc)
         by_type.setdefault(answer_type, []).append(acc)
     return {"accuracy": 100 * sum(total) / len(total), "questions": len(total),
-            "by_answer_type": {k: 100 * sum(v) / len(v) for k, v in sorted(by_type.items())}}
+            "by_answer_type": {k: 100 * sum(v) / len(v) for k, v in sorted(by_type.items())}, "coverage": cover}
 
 
-def score_file(predictions: dict[str, str], questions: str, annotations: str) -> dict:
+def score_file(answers: list[Answer], questions: str, annotations: str, allow_partial: bool = False) -> dict:
+    """Score against every question of the files; a subset run (our 5000) needs ``allow_partial``."""
     refs = {str(q.question_id): (list(q.answers), q.answer_type) for q in read_vqav2(questions, annotations)}
-    refs = {k: v for k, v in refs.items() if k in predictions} or refs  # a subset run scores its own questions
-    return score({k: parse(v) for k, v in predictions.items()}, refs)
+    return score({a.id: parse(a.text) for a in answers if a.id in refs}, refs, allow_partial)
 
 
 if __name__ == "__main__":

@@ -8,24 +8,20 @@ from base weights + stage-1 connector + delta whenever an evaluation needs it (`
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from workflow_scripts.io import atomic_dir
-from workflow_scripts.model.strategies import base_name, group_of, is_identity_connector_layer
-
-
-def _gathered(params):
-    """Context in which ZeRO-3 partitioned parameters hold their full values (no-op otherwise)."""
-    partitioned = [p for p in params if hasattr(p, "ds_id")]
-    if not partitioned:
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0)
+from workflow_scripts.model.strategies import base_name
+from workflow_scripts.model.trained import (  # noqa: F401 (re-exported: training loads what it saves)
+    _gathered,
+    connector_names,
+    load_connector,
+    load_delta,
+)
 
 
 def state_of(model, names: list[str]) -> dict[str, torch.Tensor]:
@@ -42,27 +38,9 @@ def save_safetensors(tensors: dict, path: str, metadata: dict | None = None) -> 
     os.replace(tmp, path)
 
 
-def connector_names(model, connector: str) -> list[str]:
-    return [n for n, _ in model.named_parameters()
-            if group_of(n) == "connector" and not is_identity_connector_layer(n, connector)]
-
-
 def connector_state(model, connector: str) -> dict[str, torch.Tensor]:
     """The connector's weights; collective under ZeRO-3, so every rank calls it (rank 0 writes)."""
     return state_of(model, connector_names(model, connector))
-
-
-def load_connector(model, path: str, connector: str) -> None:
-    """Load stage-1 connector weights; under ZeRO-3 the parameters are gathered, written, re-partitioned."""
-    weights = load_file(path)
-    params = dict(model.named_parameters())
-    names = connector_names(model, connector)
-    wanted = {base_name(n) for n in names}
-    if set(weights) != wanted:
-        raise ValueError(f"{path}: connector weights {sorted(weights)} do not match the model's {sorted(wanted)}")
-    with _gathered([params[n] for n in names]), torch.no_grad():
-        for n in names:
-            params[n].copy_(weights[base_name(n)].to(params[n].dtype))
 
 
 NON_ADAPTER = "non_lora_trainables.safetensors"  # LLaVA's name for the same thing
@@ -78,22 +56,12 @@ def save_non_adapter(model, folder: str) -> None:
     save_safetensors(state_of(model, non_adapter_names(model)), os.path.join(folder, NON_ADAPTER))
 
 
-def load_delta(model, path: str) -> None:
-    """Put a saved trainable delta back into a model prepared with the same strategy; the names must match the
-    model's trainable parameters exactly (a delta of another strategy or model is refused)."""
-    weights = load_file(path)
-    params = {base_name(n): p for n, p in model.named_parameters() if p.requires_grad}
-    if set(weights) != set(params):
-        extra, missing = sorted(set(weights) - set(params)), sorted(set(params) - set(weights))
-        raise ValueError(f"{path}: delta does not fit the model's trainable parameters "
-                         f"(unexpected {extra[:3]}..., missing {missing[:3]}...)")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value.to(params[name].dtype))
+STUDY_CARD = "study_model.json"  # how the model was trained: what a standalone evaluation needs to prompt it
 
 
-def write_export(model, processor, out_dir: str) -> None:
-    """A merged model folder (+ the PEFT adapter and the other trained weights for LoRA), written atomically."""
+def write_export(model, processor, out_dir: str, card: dict | None = None) -> None:
+    """A merged model folder (+ the PEFT adapter and the other trained weights for LoRA), written atomically,
+    with ``card`` (template, strategy) beside the weights as ``study_model.json``."""
     with atomic_dir(out_dir) as tmp:
         if hasattr(model, "merge_and_unload"):  # PEFT: keep the adapter, then fold it into the weights
             model.save_pretrained(os.path.join(tmp, "adapter"))
@@ -101,3 +69,6 @@ def write_export(model, processor, out_dir: str) -> None:
             model = model.merge_and_unload()
         model.save_pretrained(os.path.join(tmp, "model"))
         processor.save_pretrained(os.path.join(tmp, "model"))
+        if card:
+            with open(os.path.join(tmp, "model", STUDY_CARD), "w") as f:
+                json.dump(card, f, indent=2)

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from functools import partial
 
 import torch
 
-from workflow_scripts import study
 from workflow_scripts.data.instruct import InstructDataset, collate, select_subset
 from workflow_scripts.data.readers import read_llava_json
 from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import apply_strategy, base_name, parameter_report, trainable_names
+from workflow_scripts.model.trained import load_connector
 from workflow_scripts.train import loop
-from workflow_scripts.train.export import load_connector, save_safetensors, state_of
+from workflow_scripts.train.export import save_safetensors, state_of
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -45,7 +46,9 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = json.loads(args.config_json)
-    lr = study.lr_from_text(config, args.lr)  # an LR outside the configured grid is refused
+    lr = float(args.lr)  # the configured value (the rule maps the path's LR text back through the config)
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"--lr {args.lr!r}: a learning rate must be a positive number")
     stage, vision_cfg = config["stage2"], config["vision"]
     connector = config.get("connector", {}).get("type", "linear")
     zero_stage = config.get("deepspeed", {}).get("zero_stage", 2)
@@ -74,7 +77,10 @@ def main(argv=None) -> None:
         gradient_checkpointing=stage["gradient_checkpointing"], save_steps=stage["save_steps"],
         zero_stage=zero_stage, seed=config.get("seed", 0))
     collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
-    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, args.inject_nan_at_step)
+    identity = loop.run_identity(
+        config, {k: getattr(args, k) for k in ("llm", "vision", "template", "strategy", "lr", "types", "count")},
+        {"connector": args.connector, "instruct_json": args.instruct_json, "llm": args.llm, "vision": args.vision})
+    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step)
     # Gathers are collective under ZeRO-3: every rank takes part, rank 0 writes.
     names = trainable_names(trainer.model)
     full = trainer.accelerator.get_state_dict(trainer.deepspeed) if zero_stage == 3 else None
@@ -84,9 +90,10 @@ def main(argv=None) -> None:
         save_safetensors(delta, args.delta, {"strategy": args.strategy, "connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         summary.update(strategy=args.strategy, lr=lr, records=len(dataset), dropped_records=dataset.dropped,
-                       parameters=report)
+                       stage2=stage, parameters=report)
         write_json(args.efficiency, summary)
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
+        loop.release_checkpoints(args.checkpoints)
 
 
 if __name__ == "__main__":

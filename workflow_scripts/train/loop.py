@@ -1,10 +1,16 @@
 """What both stages share around HF Trainer: arguments derived from the config (global batch kept fixed),
-the DeepSpeed config, a Trainer that refuses non-finite losses and counts tokens, checkpoints that are only
-resumed from once complete, and the efficiency figures of a run.
+the DeepSpeed config, a Trainer that refuses non-finite losses and counts tokens, checkpoints that belong to one
+run configuration and are only resumed from once complete, and the efficiency figures of a run.
+
+A checkpoint folder is resumed only after an interruption of the *same* run: it holds the run's identity (its
+arguments, training config and the content of its inputs), a different identity discards it, and a run that
+finished removes it, so a forced or reconfigured rerun always trains from step 0.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -22,6 +28,7 @@ from workflow_scripts.model.strategies import base_name
 from workflow_scripts.train.export import save_safetensors, state_of
 
 COMPLETE = "CHECKPOINT_COMPLETE"
+IDENTITY = "RUN_IDENTITY.json"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -137,6 +144,55 @@ class StepTimer(TrainerCallback):
         self.times.append(time.perf_counter() - self._start)
 
 
+def file_identity(path: str) -> str:
+    """What a training input is, for the run identity: sha256 of a file (a shard folder: of its file names and
+    sizes). Base-model folders are identified by path and by their config/weights' names and sizes."""
+    if os.path.isdir(path):
+        listing = sorted((f, os.path.getsize(os.path.join(path, f))) for f in os.listdir(path)
+                         if os.path.isfile(os.path.join(path, f)))
+        return "dir:" + hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    if not os.path.exists(path):
+        return f"id:{path}"  # a hub id
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def run_identity(config: dict, args: dict, inputs: dict[str, str]) -> dict:
+    """The identity of a training run: its config (exactly what the rule passes), its arguments and the identity
+    of each input file. Two runs with the same identity train the same model; anything else must start over."""
+    return {"config": config, "args": args, "inputs": {role: file_identity(p) for role, p in sorted(inputs.items())}}
+
+
+def claim_checkpoints(folder: str, identity: dict) -> None:
+    """Make ``folder`` this run's checkpoint folder: checkpoints written by a run with another identity (another
+    config, other inputs, or an older version of the inputs) are discarded, with a line saying so."""
+    marker = os.path.join(folder, IDENTITY)
+    if os.path.isdir(folder):
+        try:
+            with open(marker) as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+        if previous != identity:
+            changed = sorted(k for k in identity if previous is None or previous.get(k) != identity[k])
+            print(f"discarding checkpoints in {folder}: written by a different run (changed: {changed})", flush=True)
+            shutil.rmtree(folder)
+    if not os.path.exists(marker):
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{marker}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(identity, f, indent=1, sort_keys=True)
+        os.replace(tmp, marker)
+
+
+def release_checkpoints(folder: str) -> None:
+    """A finished run's outputs are written: its checkpoints must never be resumed by a later run."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def last_complete_checkpoint(folder: str) -> str | None:
     """The newest checkpoint with its completion marker; incomplete ones (a killed save) are removed."""
     if not os.path.isdir(folder):
@@ -177,9 +233,16 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
     }
 
 
-def run_training(model, targs: TrainingArguments, dataset, collator, inject_nan_at_step: int | None = None):
-    """Train with the guards above, resuming from the newest complete checkpoint in ``targs.output_dir``.
+def run_training(model, targs: TrainingArguments, dataset, collator, identity: dict,
+                 inject_nan_at_step: int | None = None):
+    """Train with the guards above, resuming from the newest complete checkpoint in ``targs.output_dir`` when it
+    was written by a run of the same ``identity`` (see ``claim_checkpoints``).
     Returns (trainer, step timer, checkpoint resumed from or None)."""
+    rank, _ = world()
+    if rank == 0:
+        claim_checkpoints(targs.output_dir, identity)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
     timer = StepTimer()
     trainer = GuardedTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
                              callbacks=[MarkCompleteCheckpoints(), timer], inject_nan_at_step=inject_nan_at_step)

@@ -13,30 +13,25 @@ import json
 
 import torch
 
-from workflow_scripts.model.build import build_mllm
-from workflow_scripts.model.strategies import apply_strategy
-from workflow_scripts.train.export import load_connector, load_delta, write_export
+from workflow_scripts.model.trained import build_trained
+from workflow_scripts.train.export import write_export
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     for flag in ("--llm", "--vision", "--connector", "--strategy", "--delta", "--config-json", "--export"):
         ap.add_argument(flag, required=True)
+    ap.add_argument("--template", help="conversation template the model was trained with (recorded in the export)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = json.loads(args.config_json)
-    vision_cfg, connector = config["vision"], config.get("connector", {}).get("type", "linear")
     # Saved in the training precision: bf16 halves the folder at 7B/13B.
     dtype = torch.bfloat16 if config["stage2"].get("precision") == "bf16" else torch.float32
-    model, processor = build_mllm(args.llm, args.vision, connector, vision_cfg.get("feature_layer", -2),
-                                  vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0),
-                                  dtype=dtype, allow_pickle=config.get("allow_pickle_checkpoints", False))
-    load_connector(model, args.connector, connector)
-    model = apply_strategy(model, args.strategy, connector, config.get("lora"))
-    load_delta(model, args.delta)
-    write_export(model, processor, args.export)
+    model, processor = build_trained(args.llm, args.vision, config, args.connector, args.strategy, args.delta,
+                                     dtype=dtype, merge_lora=False)
+    write_export(model, processor, args.export, {"template": args.template, "strategy": args.strategy})
     print(f"{args.export}: merged {args.strategy} from {args.delta}")
 
 

@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     connector = config.get("connector", {}).get("type", "linear")
     start = time.time()
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() and config["stage2"].get("precision") == "bf16" else None
+    dtype = torch.bfloat16 if torch.cuda.is_available() and stage["precision"] == "bf16" else None
     model, processor = build_mllm(args.llm, args.vision, connector, vision_cfg.get("feature_layer", -2),
                                   vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0),
                                   dtype=dtype or torch.float32,
@@ -64,18 +64,24 @@ def main(argv=None) -> None:
         args.checkpoints, lr=stage["lr"], global_batch=stage["global_batch"],
         per_device_batch=stage["per_device_batch"],
         epochs=stage["epochs"], max_steps=stage.get("max_steps", -1), warmup_ratio=0.03, weight_decay=0.0,
-        scheduler="cosine", precision=config["stage2"].get("precision", "bf16"), gradient_checkpointing=False,
-        save_steps=config["stage2"].get("save_steps", 500), zero_stage=config.get("deepspeed", {}).get("zero_stage", 2),
+        scheduler="cosine", precision=stage["precision"], gradient_checkpointing=stage["gradient_checkpointing"],
+        save_steps=stage["save_steps"], zero_stage=config.get("deepspeed", {}).get("zero_stage", 2),
         seed=config.get("seed", 0))
+    if stage["gradient_checkpointing"]:
+        model.enable_input_require_grads()  # frozen LLM: checkpointed blocks still need a grad path
     collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
-    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, args.inject_nan_at_step)
+    identity = loop.run_identity(config, {"llm": args.llm, "vision": args.vision},
+                                 {"shards": args.shards, "llm": args.llm, "vision": args.vision})
+    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step)
     weights = connector_state(trainer.model, connector)  # every rank: a collective gather under ZeRO-3
     if trainer.is_world_process_zero():
         save_safetensors(weights, args.connector_out, {"connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
-        summary.update(parameters=parameter_report(model, connector), skipped_samples=dataset.shards.skipped)
+        summary.update(stage1=stage, parameters=parameter_report(model, connector),
+                       skipped_samples=dataset.shards.skipped)
         write_json(args.metrics, summary)
         print(json.dumps(summary, indent=2))
+        loop.release_checkpoints(args.checkpoints)
 
 
 if __name__ == "__main__":
