@@ -19,7 +19,7 @@ from workflow_scripts.evaluate.generate import generate
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="results/finetune/toy-vicuna/layernorm/0.001/export/model")
+    ap.add_argument("--model", default="results/demo/finetune/toy-vicuna/layernorm/0.001/export/model")
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
