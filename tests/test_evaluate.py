@@ -104,3 +104,34 @@ def test_data_parallel_evaluation_under_torchrun_equals_one_process(toy_mllm, sm
     assert len(one_rows) == len(two_rows) == 40 and one_rows == two_rows
     one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
     assert one["perception"] == two["perception"] and one["subtasks"] == two["subtasks"]
+
+
+def test_standalone_evaluation_of_an_export_needs_only_config_model_bench(toy_mllm, smoke_world, tmp_path):
+    """A user with a Llava folder: the config YAML (schema defaults filled in), the template from the export."""
+    import shutil
+
+    import yaml
+    from conftest import REPO
+
+    config, _ = smoke_world
+    raw = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    raw["data_root"] = config["data_root"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    export = tmp_path / "export"
+    shutil.copytree(toy_mllm, export / "model")
+    (export / "model" / "study_model.json").write_text(json.dumps({"template": "vicuna_v1"}))
+    run.main(["--config", str(tmp_path / "config.yaml"), "--model", str(export), "--bench", "pope",
+              "--out-dir", str(tmp_path / "pope")])
+    metrics = json.loads((tmp_path / "pope/metrics.json").read_text())
+    assert metrics["provenance"]["template"] == "vicuna_v1" and set(metrics["splits"]) == {"random", "popular",
+                                                                                          "adversarial"}
+    with pytest.raises(SystemExit, match="no model folder there"):
+        run.main(["--config", str(tmp_path / "config.yaml"), "--model", str(tmp_path / "nope"), "--bench", "pope",
+                  "--out-dir", str(tmp_path / "x")])
+    (export / "model" / "study_model.json").unlink()
+    with pytest.raises(SystemExit, match="records its template"):
+        run.main(["--config", str(tmp_path / "config.yaml"), "--model", str(export), "--bench", "pope",
+                  "--out-dir", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="no such file"):
+        run.main(["--config", str(tmp_path / "missing.yaml"), "--model", str(export), "--bench", "pope",
+                  "--out-dir", str(tmp_path / "x")])

@@ -5,8 +5,10 @@ The model is an exported model folder (``--model DIR``), or rebuilt in memory fr
 connector and, for a finetuned cell, its strategy and trainable delta (``--llm --vision --connector [--strategy S
 --delta D]``; without a delta: the stage-1 control row). ``--blind`` replaces every image with a blank one.
 
-Entry: ``python -m workflow_scripts.evaluate.run --bench flickr30k --config-json J --template vicuna_v1
---model DIR --out-dir DIR``.
+Entry (the workflow's): ``python -m workflow_scripts.evaluate.run --bench flickr30k --config-json J --template
+vicuna_v1 --llm L --vision V --connector C --strategy S --delta D --out-dir DIR``. Standalone, on an exported
+model: ``python -m workflow_scripts.evaluate.run --config config/demo.yaml --model EXPORT --bench pope --out-dir D``
+(the YAML is validated with the schema's defaults; the template is read from the export's ``study_model.json``).
 """
 
 from __future__ import annotations
@@ -85,6 +87,47 @@ def benchmark_size(bench: str, cfg: dict, refs: dict) -> dict:
     return {"items": len(refs), "expected": expected, "partial": bool(size_problems(bench, cfg, size))}
 
 
+SCHEMA = os.path.join(os.path.dirname(__file__), "..", "..", "config", "schema.yaml")
+STUDY_CARD = "study_model.json"  # written by train/export.py beside the merged weights
+
+
+def read_config(args) -> dict:
+    """The config as the rules pass it (``--config-json``), or a config YAML validated with the schema's defaults
+    filled in, as Snakemake does (``--config``)."""
+    if args.config_json:
+        return json.loads(args.config_json)
+    import yaml
+    from snakemake.utils import validate
+
+    if not os.path.isfile(args.config):
+        sys.exit(f"--config {args.config}: no such file (a config YAML such as config.yaml or config/demo.yaml)")
+    with open(args.config) as f:
+        config = yaml.safe_load(f)
+    validate(config, os.path.normpath(SCHEMA), set_default=True)
+    return config
+
+
+def resolve_model(args) -> None:
+    """A standalone ``--model``: the export folder or its ``model/`` inside; the template from its study card."""
+    if not args.model:
+        if not (args.llm and args.vision and args.connector):
+            sys.exit("give --model EXPORT_FOLDER, or --llm, --vision and --connector (+ --strategy --delta)")
+        if not args.template:
+            sys.exit("--template is needed with --llm/--vision/--connector (vicuna_v1 or llama_2)")
+        return
+    if os.path.isdir(os.path.join(args.model, "model")):
+        args.model = os.path.join(args.model, "model")
+    if not os.path.isfile(os.path.join(args.model, "config.json")):
+        sys.exit(f"--model {args.model}: no model folder there (an export is made by "
+                 "`snakemake <results>/finetune/<llm>/<strategy>/<lr>/export`)")
+    card = os.path.join(args.model, STUDY_CARD)
+    if not args.template and os.path.isfile(card):
+        with open(card) as f:
+            args.template = json.load(f).get("template")
+    if not args.template:
+        sys.exit(f"--model {args.model}: no {STUDY_CARD} records its template; pass --template vicuna_v1 or llama_2")
+
+
 def _init_distributed() -> int:
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -94,8 +137,10 @@ def _init_distributed() -> int:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bench", required=True, choices=sorted(BENCHMARKS))
-    ap.add_argument("--config-json", required=True)
-    ap.add_argument("--template", required=True)
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-json", help="the config keys the rule passes (JSON)")
+    source.add_argument("--config", help="a config YAML (validated, schema defaults filled in)")
+    ap.add_argument("--template", help="conversation template; default: the export's study_model.json")
     ap.add_argument("--model", help="exported model folder (LlavaForConditionalGeneration)")
     ap.add_argument("--llm")
     ap.add_argument("--vision")
@@ -109,7 +154,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = json.loads(args.config_json)
+    config = read_config(args)
+    resolve_model(args)
     module, paths_of, build = BENCHMARKS[args.bench]
     cfg, paths, seed = config["benchmarks"][args.bench], paths_of(config), config.get("seed", 0)
     check_data(args.bench, paths)
