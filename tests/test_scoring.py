@@ -121,3 +121,28 @@ def test_captioning_cider_identical_beats_different():
     with pytest.raises(CoverageError, match=r"captioning: 2 of 3 answered; first missing: '3'"):
         captioning.score({"1": "a red circle", "2": "a star"}, refs, extras=())
     assert captioning.parse("\n A red circle.\nSecond line") == "A red circle."
+
+
+def test_vqa_sibling_protocol_draws_pool_then_evaluated_questions():
+    """The authors' protocol by hand: numpy seed -> choice(n, pool + subset) without replacement; pool first."""
+    import random
+
+    import numpy as np
+
+    from workflow_scripts.data.readers import VQAQuestion
+
+    questions = [VQAQuestion(100 + i, i, f"q{i}? ", (f"a{i} ", "x"), "other", f"a{i}") for i in range(20)]
+    selected = vqav2.sibling_selection(questions, subset_size=5, pool_size=4, shots=3, seed=42)
+    order = np.random.RandomState(42).choice(20, 9, replace=False)
+    np.random.seed(42)  # the sibling code's global-generator call draws the same indices
+    assert list(np.random.choice(20, 9, replace=False)) == list(order)
+    assert [q.question_id for q, _ in selected] == [100 + int(i) for i in order[4:]]
+    pool_ids = {int(i) for i in order[:4]}
+    draw = random.Random(42)
+    pool = [questions[int(i)] for i in order[:4]]
+    for _, demos in selected:
+        expected = draw.sample(pool, 3)
+        assert demos == [(d.question.strip(), d.answers[0].strip()) for d in expected]
+        assert {int(d[0][1:-1]) for d in demos} <= pool_ids  # demonstrations only from the pool
+    with pytest.raises(ValueError, match="4 \\+ 30 questions needed, 20"):
+        vqav2.sibling_selection(questions, subset_size=30, pool_size=4, shots=3, seed=42)

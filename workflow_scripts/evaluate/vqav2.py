@@ -103,16 +103,45 @@ def demonstrations(train_questions, train_annotations, shots: int, seed: int) ->
     return [(q.question, q.multiple_choice_answer) for q in random.Random(seed).sample(pool, shots)]
 
 
+def sibling_selection(questions, subset_size: int, pool_size: int, shots: int, seed: int):
+    """The authors' sibling code (UCSC-VLAA/Sight-Beyond-Text, ``evaluate_vqa``): numpy's global generator seeded
+    with ``seed`` draws ``pool_size + subset_size`` val questions without replacement; the first ``pool_size`` are
+    the demonstration pool, the rest are evaluated in that order, and Python's ``random`` seeded alike draws
+    ``shots`` demonstrations from the pool for each evaluated question in turn (question, first human answer).
+    Returns [(question, demonstrations)]."""
+    import numpy as np
+
+    if pool_size + subset_size > len(questions):
+        raise ValueError(f"vqav2 protocol sibling: {pool_size} + {subset_size} questions needed, {len(questions)} "
+                         "in the val files")
+    order = np.random.RandomState(seed).choice(len(questions), pool_size + subset_size, replace=False)
+    pool = [questions[i] for i in order[:pool_size]]
+    draw = random.Random(seed)
+    out = []
+    for i in order[pool_size:]:
+        demos = [(d.question.strip(), d.answers[0].strip()) for d in draw.sample(pool, shots)]
+        out.append((questions[i], demos))
+    return out
+
+
 def build_prompts(cfg: dict, paths: dict, seed: int) -> tuple[list[Prompt], dict]:
-    """``paths``: questions, annotations, train_questions, train_annotations, images."""
-    questions = select_questions(read_vqav2(paths["questions"], paths["annotations"]), cfg["subset_size"], seed)
-    demos = [(q + cfg.get("prompt_suffix", ""), a)
-             for q, a in demonstrations(paths["train_questions"], paths["train_annotations"], cfg["shots"], seed)]
+    """``paths``: questions, annotations, train_questions, train_annotations, images. ``cfg["protocol"]``:
+    ``seeded_subset`` (ours: a seeded subset, the same training-set demonstrations for every question) or
+    ``sibling`` (the authors' code: see ``sibling_selection``)."""
+    suffix = cfg.get("prompt_suffix", "")
+    val = read_vqav2(paths["questions"], paths["annotations"])
+    if cfg.get("protocol", "seeded_subset") == "sibling":
+        selected = [(q, [(d + suffix, a) for d, a in demos])
+                    for q, demos in sibling_selection(val, cfg["subset_size"], cfg.get("demo_pool", 2048),
+                                                      cfg["shots"], seed)]
+    else:
+        demos = [(q + suffix, a) for q, a in
+                 demonstrations(paths["train_questions"], paths["train_annotations"], cfg["shots"], seed)]
+        selected = [(q, demos) for q in select_questions(val, cfg["subset_size"], seed)]
     prompts, refs = [], {}
-    for q in questions:
+    for q, demos in selected:
         image = os.path.join(paths["images"], coco_val2014_name(q.image_id))
-        question = f"{IMAGE_PLACEHOLDER}\n{q.question}{cfg.get('prompt_suffix', '')}"
-        prompts.append(Prompt(str(q.question_id), question, image, list(demos)))
+        prompts.append(Prompt(str(q.question_id), f"{IMAGE_PLACEHOLDER}\n{q.question}{suffix}", image, list(demos)))
         refs[str(q.question_id)] = (list(q.answers), q.answer_type)
     return prompts, refs
 
