@@ -155,11 +155,11 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = read_config(args)
-    resolve_model(args)
     module, paths_of, build = BENCHMARKS[args.bench]
     cfg, paths, seed = config["benchmarks"][args.bench], paths_of(config), config.get("seed", 0)
     check_data(args.bench, paths)
     prompts, refs = build(cfg, paths, seed)
+    resolve_model(args)  # after the data is read (its errors first), before any model loads
     start = time.time()
     on_gpu = torch.cuda.is_available()
     dtype = torch.bfloat16 if on_gpu and config["stage2"].get("precision") == "bf16" else torch.float32
