@@ -132,13 +132,13 @@ def is_local_model(config: dict, path: str) -> bool:
     dot-relative, or lies under the data root or the toy world (where a rule will make it)."""
     roots = [config["data_root"]] + ([config["toy_world"]["root"]] if "toy_world" in config else [])
     return (os.path.exists(path) or os.path.isabs(path) or path.startswith(".")
-            or any(os.path.normpath(path).startswith(os.path.normpath(r) + os.sep) for r in roots))
+            or any(_inside(path, r) for r in roots))
 
 
 def made_by_toy_world(config: dict, path: str) -> bool:
     """True for a path the toy-world rules create (toy base models live under its root)."""
     toy = config.get("toy_world")
-    return toy is not None and os.path.normpath(path).startswith(os.path.normpath(toy["root"]) + os.sep)
+    return toy is not None and _inside(path, toy["root"])
 
 
 class ConfigError(ValueError):
@@ -195,6 +195,7 @@ def check_config(config: dict) -> None:
 
 
 def _inside(path: str, root: str) -> bool:
+    """Whether ``path`` lies below the folder ``root`` (by path text; nothing needs to exist)."""
     return os.path.normpath(path).startswith(os.path.normpath(root) + os.sep)
 
 

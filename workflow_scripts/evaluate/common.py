@@ -4,12 +4,11 @@ of data files, and the ``score`` command line that rescoring uses."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 
-from workflow_scripts.io import write_json
+from workflow_scripts.io import sha256_file, write_json
 
 
 @dataclass
@@ -84,11 +83,7 @@ def file_fingerprint(path: str) -> dict:
     """Size and sha256 of a file; for a folder, its file count (hashing image folders would cost minutes)."""
     if os.path.isdir(path):
         return {"path": path, "files": sum(len(files) for _, _, files in os.walk(path))}
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"path": path, "bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+    return {"path": path, "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
 
 def score_cli(name: str, score_file, argv=None, extra_args=()) -> None:

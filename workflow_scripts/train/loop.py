@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from workflow_scripts import study
+from workflow_scripts.io import sha256_file
 from workflow_scripts.model.strategies import base_name
 from workflow_scripts.train.export import save_safetensors, state_of
 
@@ -153,11 +154,7 @@ def file_identity(path: str) -> str:
         return "dir:" + hashlib.sha256(json.dumps(listing).encode()).hexdigest()
     if not os.path.exists(path):
         return f"id:{path}"  # a hub id
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + sha256_file(path)
 
 
 def run_identity(config: dict, args: dict, inputs: dict[str, str]) -> dict:
