@@ -21,6 +21,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	snakemake --profile profiles/demo --cores $(CORES)
 	@echo; cat results/demo/tables/table1_main.md
+	@echo; echo "Results under results/demo/. In a new shell, run 'source .venv/bin/activate' before the README's snakemake commands."
 
 # Copy the demo's Table 1 (from results/demo/, after `make demo`) into README.md between its markers.
 readme-table: $(STAMP)

@@ -39,7 +39,9 @@ use rule finetune as finetune_data_subset with:
         instruct=lambda w, input: input.instruct,
         config=lambda w: finetune_config_json(ABLATIONS["data_type"]["strategy"]),
         subset=lambda w: subset_args(w.subset),
+        blank="",  # finetune's reads {trainset}, which this rule has not
         checkpoints=lambda w: f"{RESULTS}/checkpoints/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
+        tensorboard=lambda w: f"{RESULTS}/tensorboard/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
         launch=lambda w: launcher(study.finetune_gpus(config, w.llm, ABLATIONS["data_type"]["strategy"])),
     wildcard_constraints:
         subset="[A-Za-z0-9_]+",
@@ -79,8 +81,9 @@ rule ablation_table:
         selection=f"{RESULTS}/selection/best_lr.json",
         results=ablation_inputs,
     output:
-        report(f"{RESULTS}/tables/ablation_{{ablation}}.csv", caption="captions/ablations.rst", category="Ablations",
-               labels={"ablation": "{ablation}"}),
+        report_when_made(f"{RESULTS}/tables/ablation_{{ablation}}.html", {"ablation": list(ABLATIONS)},
+                         caption="captions/ablations.rst", category="Ablations", labels={"ablation": "{ablation}"}),
+        f"{RESULTS}/tables/ablation_{{ablation}}.csv",
         f"{RESULTS}/tables/ablation_{{ablation}}.md",
         f"{RESULTS}/tables/ablation_{{ablation}}.tex",
     wildcard_constraints:

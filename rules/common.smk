@@ -167,8 +167,9 @@ def selected_lrs():
 
 
 def report_inputs(wildcards):
-    """Every result Table 1 and Table 2 read: all benchmarks at each chosen LR, the stage-1 and blind control
-    rows (blind: the first strategy at its chosen LR), the finetune jobs' efficiency files."""
+    """Every result Table 1 and Table 2 read: all benchmarks at each chosen LR, the stage-1, blind and text-priors
+    control rows (blind: the first strategy at its chosen LR; text priors: controls.text_priors at theirs), the
+    finetune jobs' efficiency files."""
     chosen = selected_lrs()
     files = [paths.param_table(RESULTS)]
     for llm in config["models"]:
@@ -177,11 +178,20 @@ def report_inputs(wildcards):
         if blind_lr is not None:
             files += [paths.eval_metrics(RESULTS, llm, config["strategies"][0], blind_lr, b, "eval_blind")
                       for b in config["benchmarks"]]
+        for strategy in config["controls"]["text_priors"]:
+            if chosen[llm][strategy] is not None:
+                files += [paths.eval_metrics(RESULTS, llm, strategy, chosen[llm][strategy], b, "eval_text_priors")
+                          for b in config["benchmarks"]]
         for strategy, lr in chosen[llm].items():
             if lr is not None:
                 files += [paths.eval_metrics(RESULTS, llm, strategy, lr, b) for b in config["benchmarks"]]
                 files.append(paths.efficiency(RESULTS, llm, strategy, lr))
     return files
+
+
+def chosen_efficiency_files(llm):
+    """efficiency.json (with its loss curve) of every strategy's run at its chosen LR, once select_lr has run."""
+    return [paths.efficiency(RESULTS, llm, s, lr) for s, lr in selected_lrs()[llm].items() if lr is not None]
 
 
 def ablation_inputs(wildcards):
@@ -242,8 +252,10 @@ def selection_config_json():
 
 
 def report_config_json():
-    """What the tables and figures read: the grid, the benchmarks' names and scoring choices, selection."""
-    kept = _pick("models", "strategies", "learning_rates", "selection", "skip_cells")
+    """What the tables and figures read: the grid, the benchmarks' names and scoring choices, selection, the
+    control rows and what stage 1 trained (the stage-1 row's label)."""
+    kept = _pick("models", "strategies", "learning_rates", "selection", "skip_cells", "controls")
+    kept["stage1"] = {"trains": config["stage1"]["trains"]}
     kept["benchmarks"] = {b: {k: v for k, v in spec.items() if k in study.REPORT_BENCHMARK_KEYS}
                           for b, spec in config["benchmarks"].items()}
     return json.dumps(kept)
@@ -264,6 +276,18 @@ def launcher(gpus):
     return "python"
 
 
+def report_when_made(pattern, values=None, **report_args):
+    """``report(pattern)`` once every file it stands for exists (``values``: wildcard -> its values; ``{llm}``
+    ranges over the config's LLMs by default), else the bare path. Snakemake's --report stops at the first
+    reported file that does not exist (snakemake/snakemake#1981): a study still running then gets a report of
+    what is finished instead of a crash."""
+    values = values or ({"llm": list(config["models"])} if "{llm}" in pattern else {})
+    made = [pattern]
+    for name, options in values.items():
+        made = [m.replace("{" + name + "}", str(v)) for m in made for v in options]
+    return report(pattern, **report_args) if made and all(os.path.exists(f) for f in made) else pattern
+
+
 def optional_flag(flag, value):
     """`--flag value` for the shell, or nothing when value is None."""
     return f"{flag} {value}" if value is not None else ""
@@ -277,7 +301,8 @@ def model_input(path):
 def all_targets():
     """What `snakemake` builds by default."""
     targets = [f"{RESULTS}/plan/study_grid.csv", paths.param_table(RESULTS), CC3M_SUMMARY]
-    targets += table_files() + [paths.sweep_figure(RESULTS, llm) for llm in config["models"]]
+    targets += table_files() + [f(RESULTS, llm) for llm in config["models"]
+                                for f in (paths.sweep_figure, paths.loss_figure)]
     if TOY is not None:
         targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
     return targets

@@ -2,13 +2,14 @@
 # (every image replaced by a blank one) that measures what text alone achieves.
 
 
-# {evalset}: "eval" (the model as trained) or "eval_blind" (the same model, blank images).
+# {evalset}: one of paths.EVALSETS — "eval" (the model as trained), "eval_blind" (the same model, blank images),
+# "eval_text_priors" (the cell trained on blank images, tested on blank images).
 # The model is rebuilt in memory from what defines it — base LLM + CLIP, the stage-1 connector, the cell's delta —
 # so an evaluation is outdated exactly when one of those changes (never by a temporary folder's timestamp).
 rule evaluate:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
-        delta=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors",
+        delta=lambda w: paths.delta(RESULTS, w.llm, w.strategy, w.lr, paths.EVALSETS[w.evalset][0]),
         connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
         llm=lambda w: model_input(config["models"][w.llm]["path"]),
         vision=model_input(config["vision"]["path"]),
@@ -17,7 +18,7 @@ rule evaluate:
         predictions=f"{RESULTS}/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}/predictions.jsonl",
         metrics=f"{RESULTS}/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}/metrics.json",
     wildcard_constraints:
-        evalset="eval|eval_blind",
+        evalset="|".join(paths.EVALSETS),
     params:
         llm=lambda w: config["models"][w.llm]["path"],
         vision=lambda w: config["vision"]["path"],
@@ -25,7 +26,7 @@ rule evaluate:
         template=lambda w: config["models"][w.llm]["template"],
         config=lambda w: evaluation_config_json(w.bench, w.strategy),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
-        blind=lambda w: "--blind" if w.evalset == "eval_blind" else "",
+        blind=lambda w: "--blind" if paths.EVALSETS[w.evalset][1] else "",
         launch=launcher(config["gpus"].get("evaluate", 0)),
     threads: 2
     resources:

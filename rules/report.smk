@@ -84,8 +84,9 @@ rule tables:
         selection=f"{RESULTS}/selection/best_lr.json",
         results=report_inputs,
     output:
-        [report(f, caption="captions/tables.rst", category="Tables") if f.endswith(".csv") else f
-         for f in table_files()],
+        # The HTML version of each table goes into `snakemake --report`, shown inline with its own caption.
+        [report_when_made(f, caption=f"captions/{os.path.basename(f)[: -len('.html')]}.rst", category="Tables")
+         if f.endswith(".html") else f for f in table_files()],
     params:
         config=report_config_json(),
         results=lambda w, output: results_root_of(output[0]),
@@ -99,21 +100,29 @@ rule tables:
         "python -m workflow_scripts.report.tables --config-json {params.config:q} --results {params.results} > {log} 2>&1"
 
 
-rule sweep_figure:
+# Per LLM: the LR sweep and the stage-2 loss curves at the chosen LRs, each as PNG (report) + SVG and PDF.
+rule figures:
     input:
-        f"{RESULTS}/selection/best_lr.json",
+        selection=f"{RESULTS}/selection/best_lr.json",
+        efficiency=lambda w: chosen_efficiency_files(w.llm),
     output:
-        report(f"{RESULTS}/figures/lr_sweep_{{llm}}.png", caption="captions/sweep_figure.rst", category="Figures",
-               labels={"LLM": "{llm}"}),
+        sweep=report_when_made(paths.sweep_figure(RESULTS, "{llm}"), caption="captions/sweep_figure.rst",
+                               category="Figures", labels={"LLM": "{llm}", "figure": "LR sweep"}),
+        sweep_vector=multiext(paths.sweep_figure(RESULTS, "{llm}")[: -len(".png")], ".svg", ".pdf"),
+        loss=report_when_made(paths.loss_figure(RESULTS, "{llm}"), caption="captions/loss_figure.rst",
+                              category="Figures", labels={"LLM": "{llm}", "figure": "training loss"}),
+        loss_vector=multiext(paths.loss_figure(RESULTS, "{llm}")[: -len(".png")], ".svg", ".pdf"),
     params:
         config=report_config_json(),
         results=lambda w, output: results_root_of(output[0]),
     conda:
         "../envs/study.yaml"
     log:
-        f"{RESULTS}/logs/sweep_figure/{{llm}}.log",
+        f"{RESULTS}/logs/figures/{{llm}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/sweep_figure/{{llm}}.tsv"
+        f"{RESULTS}/benchmarks/figures/{{llm}}.tsv"
     shell:
-        "python -m workflow_scripts.report.figures --config-json {params.config:q} --results {params.results}"
-        " --llm {wildcards.llm} --out {output} > {log} 2>&1"
+        "(python -m workflow_scripts.report.figures --config-json {params.config:q} --results {params.results}"
+        " --llm {wildcards.llm} --kind sweep --out {output.sweep}"
+        " && python -m workflow_scripts.report.figures --config-json {params.config:q} --results {params.results}"
+        " --llm {wildcards.llm} --kind loss --out {output.loss}) > {log} 2>&1"

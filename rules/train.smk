@@ -17,6 +17,7 @@ rule pretrain_connector:
         shards=lambda w, input: study.shards_of_summary(input.shards),
         config=stage1_config_json(),
         checkpoints=lambda w: f"{RESULTS}/checkpoints/pretrain/{w.llm}",
+        tensorboard=lambda w: f"{RESULTS}/tensorboard/pretrain/{w.llm}",
         launch=launcher(config["gpus"].get("pretrain", 0)),
     threads: 2
     resources:
@@ -30,9 +31,12 @@ rule pretrain_connector:
     shell:
         "{params.launch} -m workflow_scripts.train.pretrain_connector --llm {params.llm} --vision {params.vision}"
         " --shards {params.shards} --config-json {params.config:q} --checkpoints {params.checkpoints}"
-        " --connector-out {output.connector} --metrics {output.metrics} --threads {threads} > {log} 2>&1"
+        " --connector-out {output.connector} --metrics {output.metrics} --tensorboard {params.tensorboard}"
+        " --threads {threads} > {log} 2>&1"
 
 
+# {trainset}: "finetune" (the study's cells) or "finetune_text_priors" (the same cell trained on blank images,
+# a control row of Table 1; see controls.text_priors).
 rule finetune:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
@@ -41,8 +45,10 @@ rule finetune:
         llm=lambda w: model_input(config["models"][w.llm]["path"]),
         vision=model_input(config["vision"]["path"]),
     output:
-        delta=protected(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors"),
-        efficiency=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/efficiency.json",
+        delta=protected(f"{RESULTS}/{{trainset}}/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors"),
+        efficiency=f"{RESULTS}/{{trainset}}/{{llm}}/{{strategy}}/{{lr}}/efficiency.json",
+    wildcard_constraints:
+        trainset="|".join(paths.TRAINSETS),
     params:
         llm=lambda w: config["models"][w.llm]["path"],
         vision=lambda w: config["vision"]["path"],
@@ -53,7 +59,9 @@ rule finetune:
         strategy=lambda w: w.strategy,
         lr=lambda w: lr_value(w.lr),
         subset="",
-        checkpoints=lambda w: f"{RESULTS}/checkpoints/finetune/{w.llm}/{w.strategy}/{w.lr}",
+        blank=lambda w: "--blank-images" if paths.TRAINSETS[w.trainset] else "",
+        checkpoints=lambda w: f"{RESULTS}/checkpoints/{w.trainset}/{w.llm}/{w.strategy}/{w.lr}",
+        tensorboard=lambda w: f"{RESULTS}/tensorboard/{w.trainset}/{w.llm}/{w.strategy}/{w.lr}",
         launch=lambda w: launcher(study.finetune_gpus(config, w.llm, w.strategy)),
     threads: 2
     resources:
@@ -61,15 +69,16 @@ rule finetune:
     conda:
         "../envs/study.yaml"
     log:
-        f"{RESULTS}/logs/finetune/{{llm}}/{{strategy}}/{{lr}}.log",
+        f"{RESULTS}/logs/{{trainset}}/{{llm}}/{{strategy}}/{{lr}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/finetune/{{llm}}/{{strategy}}/{{lr}}.tsv"
+        f"{RESULTS}/benchmarks/{{trainset}}/{{llm}}/{{strategy}}/{{lr}}.tsv"
     shell:
         "{params.launch} -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
         " --connector {input.connector} --instruct-json {params.instruct} --images {params.images}"
         " --template {params.template} --strategy {params.strategy} --lr {params.lr} {params.subset}"
-        " --config-json {params.config:q} --checkpoints {params.checkpoints}"
-        " --delta {output.delta} --efficiency {output.efficiency} --threads {threads} > {log} 2>&1"
+        " {params.blank} --config-json {params.config:q} --checkpoints {params.checkpoints}"
+        " --delta {output.delta} --efficiency {output.efficiency} --tensorboard {params.tensorboard}"
+        " --threads {threads} > {log} 2>&1"
 
 
 # A merged model folder that stock LlavaForConditionalGeneration.from_pretrained loads (base weights + connector

@@ -84,3 +84,17 @@ def test_more_gpus_than_the_node_has_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "workflow_scripts.gpu_lease", "--gpus", "4", "--", "true"],
                           env=env, capture_output=True, text=True)
     assert proc.returncode != 0 and "asks for 4 GPUs but this node has 2" in proc.stderr
+
+
+def test_a_waiting_job_says_what_it_waits_for(tmp_path):
+    ids, fds = gpu_lease.try_lease(1, 1, str(tmp_path / "locks"))
+    said = []
+    try:
+        gpu_lease.lease(1, str(tmp_path / "locks"), poll_s=0.05, timeout_s=0.3, total=1, say=said.append,
+                        say_every_s=10)
+    except SystemExit as e:
+        assert "no 1 free GPUs within" in str(e)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert len(said) == 1 and "waiting for 1 of 1 GPUs to be free" in said[0]

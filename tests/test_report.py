@@ -89,8 +89,9 @@ def test_table1_values_and_missing_cells(results):
     assert ("| MM-M | layernorm | 0.001 | 1.500 | 1000.00 (150/2374) | 800.00 (150/2374) | 250.00 (150/2374) "
             "| 20.00 | — |") in md
     csv_rows = list(csv.reader(io.StringIO(to_csv(t1))))
-    assert csv_rows[3] == ["MM-M", "finetune", "0.0003", "50.0", "900.5", "700.5", "200.0", "12.0", "80.0"]
-    assert csv_rows[4][-1] == ""  # missing, not 0
+    assert csv_rows[0][1] == "strategy" and csv_rows[1][1] == "best no-image guess"
+    assert csv_rows[4] == ["MM-M", "finetune", "0.0003", "50.0", "900.5", "700.5", "200.0", "12.0", "80.0"]
+    assert csv_rows[5][-1] == ""  # missing, not 0
     assert "& -- \\\\" in to_latex(t1)
 
 

@@ -171,7 +171,7 @@ def test_forced_cell_retrains_from_step_zero_and_reruns_only_what_reads_it(finis
     assert not (work / f"{R}/checkpoints/finetune/{LLM}/layernorm/{lr}").exists()  # nothing left to resume
     # Its Flickr30k score, the selection, the tables and the figure follow; nothing else.
     plan, ran = dry_then_run(work, selection_reruns=True)
-    assert plan == ran == {"evaluate": 1, "select_lr": 1, "tables": 1, "sweep_figure": 1, "all": 1}
+    assert plan == ran == {"evaluate": 1, "select_lr": 1, "tables": 1, "figures": 1, "all": 1}
     changed = {k for k, t in mtimes(work, f"{R}/eval*/**/metrics.json").items() if others.get(k) != t}
     assert changed == {f"{R}/eval/{LLM}/layernorm/{lr}/flickr30k/metrics.json"}
 
@@ -183,10 +183,11 @@ def test_changed_stage2_key_retrains_every_cell_from_step_zero_but_not_stage1(fi
     connector_mtime = connector.stat().st_mtime_ns
     edit_config(work, lambda c: c["stage2"].update(lr_scheduler="linear"))
     plan, ran = dry_then_run(work, selection_reruns=True)
-    # Announced: every cell, its Flickr30k score, the selection, tables, figure. After the selection, the other
-    # benchmarks at the chosen LRs and the blind row (8 + 5) join: the only jobs the dry run could not list.
-    assert plan == {"finetune": 4, "evaluate": 4, "select_lr": 1, "tables": 1, "sweep_figure": 1, "all": 1}
-    assert ran == {**plan, "evaluate": 4 + 8 + 5}
+    # Announced: every cell, its Flickr30k score, the selection, tables, figures. After the selection, the other
+    # benchmarks at the chosen LRs, the blind row and the text-priors row (its own finetune) join (8 + 5 + 5):
+    # the only jobs the dry run could not list.
+    assert plan == {"finetune": 4, "evaluate": 4, "select_lr": 1, "tables": 1, "figures": 1, "all": 1}
+    assert ran == {**plan, "finetune": 4 + 1, "evaluate": 4 + 8 + 5 + 5}
     assert connector.stat().st_mtime_ns == connector_mtime
     for strategy in ("finetune", "layernorm"):
         for lr in ("0.003", "0.001"):
@@ -201,10 +202,10 @@ def test_changed_benchmark_prompt_reruns_only_that_benchmark(finished):
     before = mtimes(work, f"{R}/**/metrics.json")
     edit_config(work, lambda c: c["benchmarks"]["pope"].update(prompt_suffix=" Answer yes or no."))
     plan, ran = dry_then_run(work)
-    # POPE of the two chosen models, of the blind row and of the stage-1 row; then the tables.
-    assert plan == ran == {"evaluate": 3, "evaluate_stage1": 1, "tables": 1, "all": 1}
+    # POPE of the two chosen models, of the blind, text-priors and stage-1 rows; then the tables.
+    assert plan == ran == {"evaluate": 4, "evaluate_stage1": 1, "tables": 1, "all": 1}
     changed = {k for k, t in mtimes(work, f"{R}/**/metrics.json").items() if before.get(k) != t}
-    assert changed and all("/pope/" in k for k in changed) and len(changed) == 4
+    assert changed and all("/pope/" in k for k in changed) and len(changed) == 5
     pope = json.loads((work / f"{R}/eval_stage1/{LLM}/pope/metrics.json").read_text())
     assert "Answer yes or no." in pope["provenance"]["example_prompt"]
 
@@ -222,7 +223,7 @@ def test_deleted_delta_rebuilds_its_cell_when_its_record_is_asked_for(finished):
     assert delta.exists()
     # The study then re-scores the rebuilt cell and selects again (its other benchmarks follow the selection).
     dry = snakemake(work, "--configfile", str(work / "run.yaml"), "--cores", "2", "-n")
-    assert planned(dry) == {"evaluate": 1, "select_lr": 1, "tables": 1, "sweep_figure": 1, "all": 1}
+    assert planned(dry) == {"evaluate": 1, "select_lr": 1, "tables": 1, "figures": 1, "all": 1}
 
 
 @pytest.mark.reruns

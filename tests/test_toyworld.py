@@ -146,3 +146,27 @@ def test_language_hand_checked():
     k = int(re.search(r"plus (\d)", yes).group(1))
     assert yes.endswith(f"equal to {2 + k}?") and no.endswith(f"equal to {3 + k}?")
     assert language.plural("cross") == "crosses" and language.plural("star", 1) == "star"
+
+
+def test_scene_documents_show_the_scene_where_the_image_would_be():
+    s = scenes.Scene(7, (scenes.Shape("cross", "orange", "small", 1), scenes.Shape("circle", "blue", "large", 2)))
+    assert language.scene_in_words(s) == "small orange cross top right , large blue circle bottom left"
+    rng = np.random.default_rng(3)
+    docs = [world.scene_document(s, rng) for _ in range(40)]
+    plain = [d for d in docs if not d.startswith("A chat")]
+    chats = [d for d in docs if d.startswith("A chat")]
+    assert plain and chats
+    # plain: the scene, then a caption (stage 1's layout); chat: the scene opens the first question (<image>'s place)
+    assert all(d.startswith(language.scene_in_words(s) + " ") and d.endswith("\n") for d in plain)
+    assert all("USER: small orange cross top right , large blue circle bottom left\n" in d for d in chats)
+
+
+def test_pretraining_corpus_holds_the_configured_share_of_scene_documents(smoke_world):
+    config, _ = smoke_world
+    root = Path(config["toy_world"]["root"]) / "pretrain"
+    texts = [json.loads(line)["text"] for line in (root / "text_train.jsonl").read_text().splitlines()]
+    scene = r"(small|large) \w+ \w+ (top|bottom) (left|right)"
+    shown = sum(re.match(scene, t) is not None or re.match(r"A chat[^\n]*USER: " + scene, t) is not None
+                for t in texts)
+    share = config["toy_world"]["scene_text_share"]
+    assert abs(shown / len(texts) - share) < 0.1, (shown, len(texts))

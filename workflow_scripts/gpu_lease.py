@@ -64,17 +64,23 @@ def try_lease(n: int, total: int, lock_dir: str) -> tuple[list[int], list[int]]:
 
 
 def lease(n: int, lock_dir: str = DEFAULT_LOCK_DIR, poll_s: float = 2.0, timeout_s: float | None = None,
-          total: int | None = None) -> tuple[list[int], list[int]]:
-    """Wait until ``n`` GPU ids are free and lock them; returns (ids, fds). The fds must stay open."""
+          total: int | None = None, say=None, say_every_s: float = 60.0) -> tuple[list[int], list[int]]:
+    """Wait until ``n`` GPU ids are free and lock them; returns (ids, fds). The fds must stay open. While it
+    waits, ``say`` (if given) is told what for, at once and every ``say_every_s``."""
     total = gpu_count() if total is None else total
     if n > total:
         raise SystemExit(f"gpu_lease: the job asks for {n} GPUs but this node has {total} "
                          f"(lower gpus: in the config, or set GPU_LEASE_COUNT)")
-    start = time.monotonic()
+    start = said = time.monotonic()
+    first = True
     while True:
         ids, fds = try_lease(n, total, lock_dir)
         if ids:
             return ids, fds
+        if say is not None and (first or time.monotonic() - said >= say_every_s):
+            say(f"gpu_lease: waiting for {n} of {total} GPUs to be free (locks in {lock_dir}; held by other jobs), "
+                f"{time.monotonic() - start:.0f} s so far")
+            said, first = time.monotonic(), False
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise SystemExit(f"gpu_lease: no {n} free GPUs within {timeout_s:.0f} s (locks in {lock_dir})")
         time.sleep(poll_s)
@@ -91,7 +97,8 @@ def main(argv=None) -> None:
     if not command:
         ap.error("no command given after --")
     if args.gpus > 0 and not scheduler_assigned():
-        ids, fds = lease(args.gpus, args.lock_dir, timeout_s=args.timeout)
+        ids, fds = lease(args.gpus, args.lock_dir, timeout_s=args.timeout,
+                         say=lambda msg: print(msg, file=sys.stderr, flush=True))
         for fd in fds:
             os.set_inheritable(fd, True)  # the command and its workers hold the lease
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))

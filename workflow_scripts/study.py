@@ -170,6 +170,10 @@ def check_config(config: dict) -> None:
     unknown = [c for c in config.get("skip_cells", []) if c not in cells]
     if unknown:
         raise ConfigError(f"skip_cells: {unknown} are not cells of the sweep (llm/strategy/lr as in paths)")
+    unknown = [s for s in config.get("controls", {}).get("text_priors", []) if s not in config["strategies"]]
+    if unknown:
+        raise ConfigError(f"controls.text_priors: {unknown} are not in strategies (the control runs at the "
+                          "strategy's chosen LR)")
     ablations = config.get("ablations", {})
     for key, strategy in (("ablations.data_type.strategy", ablations.get("data_type", {}).get("strategy")),
                           ("ablations.connector.base", ablations.get("connector", {}).get("base"))):

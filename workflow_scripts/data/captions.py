@@ -24,13 +24,18 @@ class CaptionStream(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         for sample in self.shards:
-            if not sample.caption.strip():
-                continue  # an empty caption teaches nothing (img2dataset keeps such rows)
-            enc = encode_conversation(self.tokenizer, "plain", [("", sample.caption.strip())], sample.key,
-                                      has_image=True)
-            enc = truncate(expand_image_tokens(enc, self.image_token_id, self.n_image_tokens, sample.key),
-                           self.max_length, self.image_token_id, sample.key)
-            if enc is None:
-                continue
-            yield {"input_ids": torch.tensor(enc.input_ids), "labels": torch.tensor(enc.labels),
-                   "pixel_values": preprocess([sample.image], self.image_processor, self.image_aspect)[0]}
+            item = self.encode(sample)
+            if item is not None:
+                yield item
+
+    def encode(self, sample) -> dict | None:
+        """The training item of one sample; None for an empty caption or one truncation leaves nothing of."""
+        if not sample.caption.strip():
+            return None  # an empty caption teaches nothing (img2dataset keeps such rows)
+        enc = encode_conversation(self.tokenizer, "plain", [("", sample.caption.strip())], sample.key, has_image=True)
+        enc = truncate(expand_image_tokens(enc, self.image_token_id, self.n_image_tokens, sample.key),
+                       self.max_length, self.image_token_id, sample.key)
+        if enc is None:
+            return None
+        return {"input_ids": torch.tensor(enc.input_ids), "labels": torch.tensor(enc.labels),
+                "pixel_values": preprocess([sample.image], self.image_processor, self.image_aspect)[0]}

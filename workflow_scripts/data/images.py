@@ -32,6 +32,13 @@ def preprocess(images: list[Image.Image], processor, aspect: str = "crop"):
     return processor(images=images, return_tensors="pt")["pixel_values"]
 
 
+def blank_like(image: Image.Image, image_processor) -> Image.Image:
+    """A blank image of ``image``'s size in the processor's mean colour, so it normalises to zeros (the blind
+    and text-priors controls)."""
+    mean = tuple(int(round(255 * m)) for m in image_processor.image_mean)
+    return Image.new("RGB", image.size, mean)
+
+
 def check_image(path) -> None:
     """Cheap check (header only) that ``path`` is an image: catches empty files and non-images named .jpg.
     Damage further into the file only shows when decoding (``load_rgb``)."""

@@ -13,7 +13,7 @@ import random
 
 import torch
 
-from workflow_scripts.data.images import BadImageError, check_image, load_rgb, preprocess
+from workflow_scripts.data.images import BadImageError, blank_like, check_image, load_rgb, preprocess
 from workflow_scripts.data.labels import (
     IGNORE_INDEX,
     IMAGE_PLACEHOLDER,
@@ -63,8 +63,10 @@ class InstructDataset(torch.utils.data.Dataset):
     """Encoded LLaVA records with their images; items are dicts of input_ids, labels, pixel_values."""
 
     def __init__(self, records: list[InstructRecord], image_dir: str, tokenizer, processor, template: str,
-                 n_image_tokens: int, max_length: int, image_aspect: str = "crop", source: str = "?"):
+                 n_image_tokens: int, max_length: int, image_aspect: str = "crop", source: str = "?",
+                 blank_images: bool = False):
         self.image_dir, self.processor, self.image_aspect = image_dir, processor, image_aspect
+        self.blank_images = blank_images  # the text-priors control: train on what the text alone carries
         image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
         if image_id is None or image_id == tokenizer.unk_token_id:
             raise ValueError(f"tokenizer has no {IMAGE_PLACEHOLDER} token: add it when assembling the model")
@@ -103,6 +105,8 @@ class InstructDataset(torch.utils.data.Dataset):
                 image = load_rgb(os.path.join(self.image_dir, record.image))
             except BadImageError as e:  # damage past the header (a truncated JPEG) shows only when decoding
                 raise BadImageError(f"record {record.id}: {e}") from None
+            if self.blank_images:
+                image = blank_like(image, self.processor)
             item["pixel_values"] = preprocess([image], self.processor, self.image_aspect)[0]
         return item
 

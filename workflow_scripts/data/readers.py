@@ -130,6 +130,7 @@ class VQAQuestion:
     answers: tuple[str, ...]  # the 10 human answers
     answer_type: str
     multiple_choice_answer: str
+    question_type: str = ""  # the annotation's first words class ("what color is the"), for the no-image guess
 
 
 def read_vqav2(questions_path, annotations_path) -> list[VQAQuestion]:
@@ -149,7 +150,7 @@ def read_vqav2(questions_path, annotations_path) -> list[VQAQuestion]:
             raise DataFormatError(annotations_path, f"question_id {q['question_id']}", "no annotation for question")
         answers = tuple(x["answer"] for x in a["answers"])
         out.append(VQAQuestion(int(q["question_id"]), int(q["image_id"]), q["question"], answers,
-                               a.get("answer_type", ""), a["multiple_choice_answer"]))
+                               a.get("answer_type", ""), a["multiple_choice_answer"], a.get("question_type", "")))
     return out
 
 

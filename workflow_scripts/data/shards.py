@@ -7,6 +7,9 @@ another. A sample whose image does not decode is skipped and counted, never fata
 Within a shard, samples come in key order. img2dataset writes a shard in the order its download threads
 finish, which differs from one download to the next; sorting makes the training order, and so stage 1's
 connector, a function of the data alone. It holds one shard's encoded samples in memory (cc3m_per_shard).
+
+The last ``holdout`` samples of the last shard (in key order) are never trained on: stage 1 measures on them
+whether its caption loss depends on the image (``held_out_samples``).
 """
 
 from __future__ import annotations
@@ -65,13 +68,19 @@ class ShardStream(torch.utils.data.IterableDataset):
     """Iterable over ``Sample``s of this rank's shards (``rank::world_size``), split again across workers."""
 
     def __init__(self, folder: str, rank: int = 0, world_size: int = 1, image_key: str = "jpg",
-                 caption_key: str = "txt"):
+                 caption_key: str = "txt", holdout: int = 0):
         self.shards = list_shards(folder)
         if world_size > len(self.shards):
             raise ValueError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write smaller shards")
         self.rank, self.world_size = rank, world_size
         self.image_key, self.caption_key = image_key, caption_key
         sizes = [shard_size(s) for s in self.shards]
+        if holdout >= sizes[-1]:
+            raise ValueError(f"{self.shards[-1]}: holds {sizes[-1]} samples, fewer than the {holdout} held out "
+                             "for stage 1's alignment check")
+        self.holdout = holdout
+        self.last_shard_train = sizes[-1] - holdout  # raw samples of the last shard that training may read
+        sizes[-1] -= holdout
         self.per_rank = min(sum(sizes[r::world_size]) for r in range(world_size))
         self.skipped = 0  # in this process; each DataLoader worker counts its own
 
@@ -93,9 +102,14 @@ class ShardStream(torch.utils.data.IterableDataset):
         quota = self._quota()
         raw = wds.WebDataset(self.my_shards(), shardshuffle=False, nodesplitter=None, workersplitter=None,
                              empty_check=False)
+        seen_in_last = 0
         for sample in in_key_order(raw):
             if quota <= 0:
                 return
+            if self.holdout and sample.get("__url__") == self.shards[-1]:
+                seen_in_last += 1
+                if seen_in_last > self.last_shard_train:
+                    return  # the held-out tail of the last shard (always the last shard this stream reads)
             decoded = self._decode(sample)
             if decoded is not None:
                 quota -= 1
@@ -113,3 +127,14 @@ class ShardStream(torch.utils.data.IterableDataset):
             return None
         meta = json.loads(sample["json"]) if "json" in sample else {}
         return Sample(image.convert("RGB"), caption, key, meta)
+
+
+def held_out_samples(stream: ShardStream) -> list[Sample]:
+    """The samples ``stream`` holds out (the last ``holdout`` of its last shard, in key order), decoded; a sample
+    whose image does not decode is left out."""
+    if not stream.holdout:
+        return []
+    raw = wds.WebDataset([stream.shards[-1]], shardshuffle=False, nodesplitter=None, workersplitter=None,
+                         empty_check=False)
+    tail = list(in_key_order(raw))[stream.last_shard_train:]
+    return [d for d in (stream._decode(s) for s in tail) if d is not None]

@@ -6,21 +6,14 @@ every world-size-th prompt and the answers are gathered on every rank.
 from __future__ import annotations
 
 import torch
-from PIL import Image
 
 from workflow_scripts.data.conversation import generation_prompt
-from workflow_scripts.data.images import load_rgb, preprocess
+from workflow_scripts.data.images import blank_like, load_rgb, preprocess
 from workflow_scripts.evaluate.common import Prompt
 
 
 def prompt_text(prompt: Prompt, template: str) -> str:
     return generation_prompt(template, prompt.question, prompt.history)
-
-
-def blank_like(image: Image.Image, processor) -> Image.Image:
-    """The blind control's image: the processor's mean colour, so it normalises to zeros."""
-    mean = tuple(int(round(255 * m)) for m in processor.image_processor.image_mean)
-    return Image.new("RGB", image.size, mean)
 
 
 @torch.no_grad()
@@ -41,7 +34,7 @@ def generate(model, processor, prompts: list[Prompt], template: str, max_new_tok
         batch = [texts[i] for i in idx]
         images = [load_rgb(prompts[i].image) for i in idx if prompts[i].image is not None]
         if blind:
-            images = [blank_like(im, processor) for im in images]
+            images = [blank_like(im, processor.image_processor) for im in images]
         # The processor expands each <image> to the feature count, then pads on the tokenizer's (left) side.
         enc = processor(text=batch, images=images or None, return_tensors="pt", padding=True)
         inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}

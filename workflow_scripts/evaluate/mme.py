@@ -105,3 +105,9 @@ def score_file(answers: list[Answer], root: str, allow_partial: bool = False) ->
 
 if __name__ == "__main__":
     score_cli("mme", score_file)
+
+
+def no_image_guess(prompts, paths: dict) -> dict[str, str]:
+    """The best answer without looking: every question has a yes and a no twin on the same image, so any constant
+    answer is right half the time and never on both ("Yes" everywhere)."""
+    return {p.id: "Yes" for p in prompts}

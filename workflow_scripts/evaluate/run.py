@@ -72,6 +72,21 @@ def load_model(args, config, dtype):
     return build_trained(args.llm, args.vision, config, args.connector, args.strategy, args.delta, dtype=dtype)
 
 
+def progress_printer(out=print):
+    """A ``progress(done, total)`` callback that prints prompts done, rate, elapsed time and ETA."""
+    from workflow_scripts.train.progress import clock
+
+    start = time.time()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.time() - start
+        rate = done / elapsed if elapsed else 0.0
+        eta = clock((total - done) / rate) if rate else "?"
+        out(f"{done}/{total} prompts | {rate:.1f} prompts/s | elapsed {clock(elapsed)} | ETA {eta}", flush=True)
+
+    return report
+
+
 def benchmark_size(bench: str, cfg: dict, refs: dict) -> dict:
     """How much of a complete benchmark this evaluation covered, by preflight's rule (which refused an incomplete
     benchmark unless the config allows it): items scored, items a complete one holds, whether it was partial."""
@@ -169,13 +184,18 @@ def main(argv=None) -> None:
         model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     outputs = generate(model, processor, prompts, args.template, cfg["max_new_tokens"], args.batch_size,
                        blind=args.blind, image_aspect=config["vision"].get("image_aspect", "crop"),
-                       progress=lambda done, total: print(f"{done}/{total}", flush=True))
+                       progress=progress_printer())
     if rank != 0:
         return
     parsed = {p.id: module.parse(o) for p, o in zip(prompts, outputs)}
     options = {"extras": cfg["extra_metrics"]} if "extra_metrics" in cfg else {}  # captioning's optional scores
     metrics = module.score(parsed, refs, allow_partial=cfg.get("allow_partial", False), **options)
     metrics["size"] = benchmark_size(args.bench, cfg, refs)
+    if hasattr(module, "no_image_guess"):  # the best answers without the image, scored the same way
+        guess = module.no_image_guess(prompts, paths)
+        metrics["no_image_guess"] = module.score({i: module.parse(t) for i, t in guess.items()}, refs,
+                                                 allow_partial=cfg.get("allow_partial", False), **options)
+        metrics["no_image_guess"].pop("coverage", None)
     os.makedirs(args.out_dir, exist_ok=True)
     tmp = os.path.join(args.out_dir, f".predictions.jsonl.tmp{os.getpid()}")
     with open(tmp, "w") as f:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections import Counter
 
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
 from workflow_scripts.data.readers import coco_val2014_name, read_vqav2
@@ -144,6 +145,18 @@ def build_prompts(cfg: dict, paths: dict, seed: int) -> tuple[list[Prompt], dict
         prompts.append(Prompt(str(q.question_id), f"{IMAGE_PLACEHOLDER}\n{q.question}{suffix}", image, list(demos)))
         refs[str(q.question_id)] = (list(q.answers), q.answer_type)
     return prompts, refs
+
+
+def no_image_guess(prompts: list[Prompt], paths: dict) -> dict[str, str]:
+    """The best answer without looking: per question type (the annotations' ``question_type``), the most common
+    answer of the training questions of that type; the overall most common answer for an unseen type."""
+    by_type: dict[str, Counter] = {}
+    for q in read_vqav2(paths["train_questions"], paths["train_annotations"]):
+        by_type.setdefault(q.question_type, Counter())[q.multiple_choice_answer] += 1
+    overall = sum(by_type.values(), Counter()).most_common(1)[0][0]
+    types = {str(q.question_id): q.question_type for q in read_vqav2(paths["questions"], paths["annotations"])}
+    return {p.id: by_type[types[p.id]].most_common(1)[0][0] if types[p.id] in by_type else overall
+            for p in prompts}
 
 
 def parse(text: str) -> str:

@@ -9,6 +9,8 @@ exactly the single-Linear function, with no custom code needed to load the resul
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from transformers import (
     AutoImageProcessor,
@@ -19,11 +21,25 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaProcessor,
 )
+from transformers.utils import logging as hf_logging
 
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
 from workflow_scripts.model.weights import load_kwargs
 
 CONNECTORS = {"linear": "linear", "mlp2x_gelu": "gelu"}  # connector type -> projector_hidden_act
+
+
+@contextlib.contextmanager
+def expected_warnings_muted():
+    """Mute transformers' warnings for loads whose surprises are expected: a CLIPVisionModel read from a full
+    CLIP checkpoint reports ~30 lines of "UNEXPECTED" text-tower keys, and resizing the embeddings for <image>
+    explains its initialisation. Errors still show."""
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
 
 
 def image_token_count(vision_config, select_strategy: str = "default") -> int:
@@ -60,7 +76,8 @@ def build_mllm(llm_path: str, vision_path: str, connector: str = "linear", featu
     processor = build_processor(llm_path, vision_path, select_strategy)
     tokenizer = processor.tokenizer
     llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, **load_kwargs(llm_path, allow_pickle))
-    vision = CLIPVisionModel.from_pretrained(vision_path, dtype=dtype, **load_kwargs(vision_path, allow_pickle))
+    with expected_warnings_muted():
+        vision = CLIPVisionModel.from_pretrained(vision_path, dtype=dtype, **load_kwargs(vision_path, allow_pickle))
     text_config = llm.config
     text_config.tie_word_embeddings = False
     config = LlavaConfig(
@@ -79,7 +96,8 @@ def build_mllm(llm_path: str, vision_path: str, connector: str = "linear", featu
         with torch.no_grad():
             projector.linear_2.weight.copy_(torch.eye(text_config.hidden_size))
             projector.linear_2.bias.zero_()
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    with expected_warnings_muted():
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id

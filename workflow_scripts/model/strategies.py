@@ -21,21 +21,30 @@ class Strategy:
     also_trains: tuple[str, ...] = ("connector", "embeddings", "head")  # groups outside the LLM's layers
     lora: bool = False
     description: str = ""
+    label: str = ""  # the paper's name for it, in tables and figures
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
 
 
 NORMS = (r"\.(input_layernorm|post_attention_layernorm)\.", r"^norm\.")
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("finetune", (r".",), description="every LLM parameter"),
-    Strategy("lora", (), lora=True, description="LoRA adapters on q,k,v,o,gate,up,down of every layer"),
-    Strategy("attn_qv", (r"\.self_attn\.(q_proj|v_proj)\.",), description="q_proj and v_proj of every layer"),
-    Strategy("attn_mlp", (r"\.mlp\.(gate_proj|up_proj|down_proj)\.",), description="the MLP of every layer"),
-    Strategy("layernorm", NORMS, description="both LayerNorms of every layer and the final norm"),
-    Strategy("layernorm_simp", NORMS, also_trains=(),
+    Strategy("finetune", (r".",), label="Finetune", description="every LLM parameter"),
+    Strategy("lora", (), lora=True, label="LoRA",
+             description="LoRA adapters on q,k,v,o,gate,up,down of every layer"),
+    Strategy("attn_qv", (r"\.self_attn\.(q_proj|v_proj)\.",), label="Attn. QV Proj.",
+             description="q_proj and v_proj of every layer"),
+    Strategy("attn_mlp", (r"\.mlp\.(gate_proj|up_proj|down_proj)\.",), label="Attn. MLP",
+             description="the MLP of every layer"),
+    Strategy("layernorm", NORMS, label="LayerNorm", description="both LayerNorms of every layer and the final norm"),
+    Strategy("layernorm_simp", NORMS, also_trains=(), label="LayerNorm-simp.",
              description="the same norms and nothing else (connector, embeddings, head frozen)"),
     # The connector ablation: LayerNorm tuning without the connector, and the connector alone.
-    Strategy("layernorm_no_connector", NORMS, also_trains=("embeddings", "head"),
+    Strategy("layernorm_no_connector", NORMS, also_trains=("embeddings", "head"), label="LayerNorm w/o connector",
              description="the norms, embeddings and head (connector frozen at its stage-1 weights)"),
-    Strategy("connector_only", (), also_trains=("connector",), description="the connector alone (no LLM weight)"),
+    Strategy("connector_only", (), also_trains=("connector",), label="Connector only",
+             description="the connector alone (no LLM weight)"),
 )}
 
 

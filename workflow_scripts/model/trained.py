@@ -30,16 +30,24 @@ def connector_names(model, connector: str) -> list[str]:
 
 
 def load_connector(model, path: str, connector: str) -> None:
-    """Load stage-1 connector weights; under ZeRO-3 the parameters are gathered, written, re-partitioned."""
+    """Load what stage 1 trained: the connector, plus the LLM tensors it trained when ``stage1.trains`` names
+    LLM groups (stage 2 starts from those). Under ZeRO-3 the parameters are gathered, written, re-partitioned."""
     weights = load_file(path)
-    params = dict(model.named_parameters())
-    names = connector_names(model, connector)
-    wanted = {base_name(n) for n in names}
-    if set(weights) != wanted:
-        raise ValueError(f"{path}: connector weights {sorted(weights)} do not match the model's {sorted(wanted)}")
-    with _gathered([params[n] for n in names]), torch.no_grad():
-        for n in names:
-            params[n].copy_(weights[base_name(n)].to(params[n].dtype))
+    params = {base_name(n): p for n, p in model.named_parameters()}
+    wanted = {base_name(n) for n in connector_names(model, connector)}
+    if not wanted <= set(weights):
+        raise ValueError(f"{path}: stage-1 weights lack the connector's {sorted(wanted - set(weights))}")
+    unknown = sorted(n for n in weights if n not in params or group_of(n) in ("vision", "lora", "other")
+                     or (group_of(n) == "connector" and n not in wanted))
+    if unknown:
+        raise ValueError(f"{path}: stage-1 weights hold tensors that are not the model's connector or LLM: "
+                         f"{unknown[:3]}")
+    with _gathered([params[n] for n in weights]), torch.no_grad():
+        for n, value in weights.items():
+            if tuple(value.shape) != tuple(params[n].shape) and not hasattr(params[n], "ds_id"):
+                raise ValueError(f"{path}: {n} has shape {tuple(value.shape)}, the model's is "
+                                 f"{tuple(params[n].shape)}")
+            params[n].copy_(value.to(params[n].dtype))
 
 
 def load_delta(model, path: str) -> None:

@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import os
 
+# Evaluation sets: which training run's model is evaluated, and whether its test images are blank.
+#   eval              the cell's model, real images
+#   eval_blind        the same model, blank images (what it answers from the text alone)
+#   eval_text_priors  the cell trained on blank images, tested on blank images (what the instruct text teaches)
+EVALSETS = {"eval": ("finetune", False), "eval_blind": ("finetune", True),
+            "eval_text_priors": ("finetune_text_priors", True)}
+TRAINSETS = {"finetune": False, "finetune_text_priors": True}  # training run folder -> trained on blank images
+
 
 def eval_metrics(results: str, llm: str, strategy: str, lr: str, bench: str, evalset: str = "eval") -> str:
-    """metrics.json of a finetuned model (``evalset="eval"``) or of its blind control (``"eval_blind"``)."""
+    """metrics.json of an evaluation of a cell's model under one of ``EVALSETS``."""
     return os.path.join(results, evalset, llm, strategy, lr, bench, "metrics.json")
+
+
+def delta(results: str, llm: str, strategy: str, lr: str, trainset: str = "finetune") -> str:
+    """The trainable delta a finetune job writes (``trainset`` one of ``TRAINSETS``)."""
+    return os.path.join(results, trainset, llm, strategy, lr, "trainable_delta.safetensors")
 
 
 def stage1_metrics(results: str, llm: str, bench: str) -> str:
@@ -47,6 +60,10 @@ def table(results: str, name: str, ext: str) -> str:
 
 def sweep_figure(results: str, llm: str) -> str:
     return os.path.join(results, "figures", f"lr_sweep_{llm}.png")
+
+
+def loss_figure(results: str, llm: str) -> str:
+    return os.path.join(results, "figures", f"loss_{llm}.png")
 
 
 def read_json(path: str) -> dict | None:

@@ -43,6 +43,16 @@ def scores(columns: list[tuple[str, str, str]], metrics_path) -> list:
     return out
 
 
+def no_image_guess_cells(columns: list[tuple[str, str, str]], metrics_path) -> list:
+    """The best no-image guess per benchmark (recorded by every evaluation; read from the stage-1 control's):
+    "n/a" where a benchmark has none (captioning)."""
+    out = []
+    for _, bench, key in columns:
+        metrics = paths.read_json(metrics_path(bench))
+        out.append(None if metrics is None else (metrics.get("no_image_guess") or {}).get(key, "n/a"))
+    return out
+
+
 def blind_cell(config: dict, selection: dict, llm: str) -> tuple[str, str | None]:
     """The model the blind control runs: the first strategy of the config at its chosen LR."""
     strategy = config["strategies"][0]
@@ -75,18 +85,32 @@ def table1(config: dict, results: str, selection: dict) -> Table:
     columns, missing = bench_columns(config), [None] * len(bench_columns(config))
     for llm, model in config["models"].items():
         label = model["label"]
-        table.rows.append([label, "stage 1 only (connector)", "n/a", "n/a"]
+        table.rows.append([label, "best no-image guess", "n/a", "n/a"]
+                          + no_image_guess_cells(columns, partial(paths.stage1_metrics, results, llm)))
+        trained = " + ".join(config.get("stage1", {}).get("trains", ["connector"]))
+        table.rows.append([label, f"stage 1 only ({trained})", "n/a", "n/a"]
                           + scores(columns, partial(paths.stage1_metrics, results, llm)))
         strategy, lr = blind_cell(config, selection, llm)
         table.rows.append([label, f"blind ({strategy}, blank images)", lr, "n/a"]
                           + (scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr,
                                                      evalset="eval_blind")) if lr else missing))
+        for strategy in config.get("controls", {}).get("text_priors", []):
+            lr = selection["selected"][llm][strategy]["lr"]
+            table.rows.append([label, f"text priors ({strategy}, blank images in training and test)", lr, "n/a"]
+                              + (scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr,
+                                                         evalset="eval_text_priors")) if lr else missing))
         for strategy in config["strategies"]:
             lr = selection["selected"][llm][strategy]["lr"]
             cells = scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr)) if lr else missing
             table.rows.append([label, strategy, lr, trainable_pct(results, llm, strategy, lr, analytic)] + cells)
     table.notes = ["— : the run has not finished or failed (never a zero).",
-                   "blind: the first strategy's model at its chosen LR with every image blank — what text alone gets."]
+                   "best no-image guess: per VQAv2 question type the training set's most common answer; \"yes\" "
+                   "everywhere on MME and POPE (balanced: the best constant answer).",
+                   "blind: the first strategy's model at its chosen LR with every image blank — what text alone gets.",
+                   "text priors: the strategy trained and tested with every image blank, at its chosen LR — what the "
+                   "instruct text alone teaches; the honest baseline for that strategy's row."]
+    if not config.get("controls", {}).get("text_priors"):
+        table.notes.pop()
     return table
 
 

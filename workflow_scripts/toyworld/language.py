@@ -90,6 +90,12 @@ def detail_description(scene: Scene) -> str:
     return f"{head} {body}{tail}"
 
 
+def scene_in_words(scene: Scene) -> str:
+    """The scene told in words, shape by shape in reading order ('large red circle top left , small blue star
+    bottom right'): what the toy LLM reads in its pretraining where a picture would be."""
+    return " , ".join(f"{s.phrase()} {s.position}" for s in scene.shapes)
+
+
 def _unique_kind(scene: Scene, rng: np.random.Generator) -> Shape | None:
     singles = [s for s in scene.shapes if scene.count(s.kind) == 1]
     return _choice(rng, singles) if singles else None

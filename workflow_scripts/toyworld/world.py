@@ -57,10 +57,28 @@ def text_document(scene, rng) -> str:
     return " ".join(captions[: int(rng.integers(1, 4))]) + "\n" + render_text("vicuna_v1", turns)
 
 
-def write_pretraining(pools, rng, root: Path, image_size: int) -> dict:
+def scene_document(scene, rng) -> str:
+    """Text in which the scene is *shown* in words where an image would be, then captioned (stage 1's ``plain``
+    layout) or asked about in a chat (the instruct layout, short-answer forms included). An LLM that learned to
+    read a scene here only needs a connector that tells it the picture in the same terms: the paper's view of
+    LLM -> MLLM as domain adaptation, in miniature."""
+    shown = lang.scene_in_words(scene)
+    if rng.random() < 0.4:
+        return f"{shown} {lang.cc3m_caption(scene, rng)}\n"
+    pool = lang.qa_pool(scene, rng) + [lang.exists_qa(scene, rng, answer_yes=rng.random() < 0.5)]
+    turns = []
+    for qa in [pool[int(i)] for i in rng.permutation(len(pool))[: int(rng.integers(1, 4))]]:
+        short = rng.random() < 0.5
+        turns.append((qa.question + (formats.SHORT_ANSWER if short else ""), qa.short if short else qa.long))
+    turns[0] = (f"{shown}\n{turns[0][0]}", turns[0][1])
+    return render_text("vicuna_v1", turns)
+
+
+def write_pretraining(pools, rng, root: Path, image_size: int, scene_share: float) -> dict:
     for split in ("train", "val"):
-        formats.write_jsonl(root / f"text_{split}.jsonl",
-                            [{"text": text_document(s, rng)} for s in pools[f"text_{split}"]])
+        formats.write_jsonl(root / f"text_{split}.jsonl", [
+            {"text": scene_document(s, rng) if rng.random() < scene_share else text_document(s, rng)}
+            for s in pools[f"text_{split}"]])
     for split in ("train", "test"):
         rows = []
         for s in pools[f"clip_{split}"]:
@@ -97,7 +115,8 @@ def generate(spec: dict, staging: Path) -> dict:
     mme = {t: pools["mme"][i * per:(i + 1) * per] for i, t in enumerate(formats_eval.MME_SUBTASKS)}
     summary["mme"] = formats_eval.write_mme(mme, rng, p["mme_root"], size)
     summary["pope"] = formats_eval.write_pope(pools["pope"], rng, p["pope_root"], p["pope_images"], size)
-    summary["pretraining"] = write_pretraining(pools, rng, staging / "pretrain", size)
+    summary["pretraining"] = write_pretraining(pools, rng, staging / "pretrain", size,
+                                               toy.get("scene_text_share", 0.5))
     return summary
 
 

@@ -36,6 +36,9 @@ def parse(argv=None) -> argparse.Namespace:
         ap.add_argument(flag, required=True)
     ap.add_argument("--types", default=None, help="comma-separated record types to keep (data-type ablation)")
     ap.add_argument("--count", type=int, default=None, help="seeded random subset of this many records")
+    ap.add_argument("--tensorboard", default=None, help="folder for this run's TensorBoard log")
+    ap.add_argument("--blank-images", action="store_true",
+                    help="train on blank images (the text-priors control: what the text alone teaches)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--inject-nan-at-step", type=int, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -69,7 +72,8 @@ def main(argv=None) -> None:
     records = select_subset(records, args.types.split(",") if args.types else None, args.count, config.get("seed", 0))
     dataset = InstructDataset(records, args.images, processor.tokenizer, processor.image_processor, args.template,
                               model.config.image_seq_length, stage["model_max_length"],
-                              vision_cfg.get("image_aspect", "crop"), source=args.instruct_json)
+                              vision_cfg.get("image_aspect", "crop"), source=args.instruct_json,
+                              blank_images=args.blank_images)
     targs = loop.training_arguments(
         args.checkpoints, lr=lr, global_batch=stage["global_batch"], per_device_batch=stage["per_device_batch"],
         epochs=stage["epochs"], max_steps=stage.get("max_steps", -1), warmup_ratio=stage["warmup_ratio"],
@@ -78,9 +82,11 @@ def main(argv=None) -> None:
         zero_stage=zero_stage, seed=config.get("seed", 0))
     collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
     identity = loop.run_identity(
-        config, {k: getattr(args, k) for k in ("llm", "vision", "template", "strategy", "lr", "types", "count")},
+        config, {k: getattr(args, k) for k in ("llm", "vision", "template", "strategy", "lr", "types", "count",
+                                             "blank_images")},
         {"connector": args.connector, "instruct_json": args.instruct_json, "llm": args.llm, "vision": args.vision})
-    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step)
+    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step,
+                                               args.tensorboard)
     # Gathers are collective under ZeRO-3: every rank takes part, rank 0 writes.
     names = trainable_names(trainer.model)
     full = trainer.accelerator.get_state_dict(trainer.deepspeed) if zero_stage == 3 else None
@@ -89,7 +95,8 @@ def main(argv=None) -> None:
         report = parameter_report(trainer.model, connector)
         save_safetensors(delta, args.delta, {"strategy": args.strategy, "connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
-        summary.update(strategy=args.strategy, lr=lr, records=len(dataset), dropped_records=dataset.dropped,
+        summary.update(strategy=args.strategy, lr=lr, blank_images=args.blank_images, records=len(dataset),
+                       dropped_records=dataset.dropped,
                        stage2=stage, parameters=report)
         write_json(args.efficiency, summary)
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))

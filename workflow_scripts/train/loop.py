@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from workflow_scripts import study
 from workflow_scripts.io import sha256_file
 from workflow_scripts.model.strategies import base_name
 from workflow_scripts.train.export import save_safetensors, state_of
+from workflow_scripts.train.progress import ProgressLog
 
 COMPLETE = "CHECKPOINT_COMPLETE"
 IDENTITY = "RUN_IDENTITY.json"
@@ -227,13 +228,16 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
         "step_time_s": sum(steps) / len(steps) if steps else math.nan,
         "tokens_per_s": trainer.tokens_seen / sum(timer.times) if timer.times else math.nan,
         "peak_memory_bytes": peak, "peak_memory_kind": kind, "wall_s": round(wall, 1),
+        # [step, loss] at every logged step (the loss-curve figures read it)
+        "loss_curve": [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h],
     }
 
 
 def run_training(model, targs: TrainingArguments, dataset, collator, identity: dict,
-                 inject_nan_at_step: int | None = None):
+                 inject_nan_at_step: int | None = None, tensorboard_dir: str | None = None):
     """Train with the guards above, resuming from the newest complete checkpoint in ``targs.output_dir`` when it
-    was written by a run of the same ``identity`` (see ``claim_checkpoints``).
+    was written by a run of the same ``identity`` (see ``claim_checkpoints``). With ``tensorboard_dir``, loss,
+    LR and grad norm go to a TensorBoard log there (a run that does not resume starts it afresh).
     Returns (trainer, step timer, checkpoint resumed from or None)."""
     rank, _ = world()
     if rank == 0:
@@ -243,8 +247,17 @@ def run_training(model, targs: TrainingArguments, dataset, collator, identity: d
     timer = StepTimer()
     trainer = GuardedTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
                              callbacks=[MarkCompleteCheckpoints(), timer], inject_nan_at_step=inject_nan_at_step)
+    trainer.remove_callback(PrinterCallback)  # one bare dict per step; ProgressLog says where the run stands
+    trainer.add_callback(ProgressLog(tokens=lambda: trainer.tokens_seen))
     resume = last_complete_checkpoint(targs.output_dir)
     if resume:
         print(f"resuming from {resume}", flush=True)
+    if tensorboard_dir and rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        if not resume:
+            shutil.rmtree(tensorboard_dir, ignore_errors=True)  # events of another run must not mix in
+        trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=tensorboard_dir)))
     trainer.train(resume_from_checkpoint=resume)
     return trainer, timer, resume

@@ -1,4 +1,5 @@
-"""Stage 1: train only the connector on CC3M (image, caption) pairs in the ``plain`` template.
+"""Stage 1: train the connector (and any LLM groups ``stage1.trains`` adds) on CC3M (image, caption) pairs in
+the ``plain`` template, then check on held-out pairs that the captions now depend on their images.
 
 Entry (run under torchrun on GPUs, plain python on CPU):
     python -m workflow_scripts.train.pretrain_connector --llm L --vision V --shards DIR --config-json J
@@ -16,18 +17,22 @@ import torch
 
 from workflow_scripts.data.captions import CaptionStream
 from workflow_scripts.data.instruct import collate
-from workflow_scripts.data.shards import ShardStream
+from workflow_scripts.data.shards import ShardStream, held_out_samples
 from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import group_of, is_identity_connector_layer, parameter_report
-from workflow_scripts.train import loop
-from workflow_scripts.train.export import connector_state, save_safetensors
+from workflow_scripts.train import alignment, loop
+from workflow_scripts.train.export import save_safetensors, state_of
 
 
-def connector_only(model, connector: str) -> None:
-    """Stage 1 trains the connector and nothing else."""
+def train_only(model, groups: list[str], connector: str) -> list[str]:
+    """Let stage 1 train the parameter ``groups`` (the vision tower and the fixed identity layer never); returns
+    the names of the parameters it trains."""
+    if "vision" in groups:
+        raise ValueError("stage1.trains: the vision tower is frozen in every stage")
     for name, p in model.named_parameters():
-        p.requires_grad = group_of(name) == "connector" and not is_identity_connector_layer(name, connector)
+        p.requires_grad = group_of(name) in groups and not is_identity_connector_layer(name, connector)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
 def main(argv=None) -> None:
@@ -39,6 +44,7 @@ def main(argv=None) -> None:
     ap.add_argument("--checkpoints", required=True, help="resumable checkpoints (kept outside the outputs)")
     ap.add_argument("--connector-out", required=True)
     ap.add_argument("--metrics", required=True)
+    ap.add_argument("--tensorboard", default=None, help="folder for this run's TensorBoard log")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--inject-nan-at-step", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -54,10 +60,12 @@ def main(argv=None) -> None:
                                   vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0),
                                   dtype=dtype or torch.float32,
                                   allow_pickle=config.get("allow_pickle_checkpoints", False))
-    connector_only(model, connector)
+    trained = train_only(model, stage["trains"], connector)
     # Under DDP/DeepSpeed the main process reads the shards and dispatches batches (accelerate's default for
     # iterable datasets), so the stream itself is not split by rank here.
-    dataset = CaptionStream(ShardStream(args.shards), processor.tokenizer, processor.image_processor,
+    check = stage["alignment"]
+    dataset = CaptionStream(ShardStream(args.shards, holdout=check["holdout"]), processor.tokenizer,
+                            processor.image_processor,
                             model.config.image_token_index, model.config.image_seq_length,
                             stage["model_max_length"], vision_cfg.get("image_aspect", "crop"))
     targs = loop.training_arguments(
@@ -70,14 +78,24 @@ def main(argv=None) -> None:
     if stage["gradient_checkpointing"]:
         model.enable_input_require_grads()  # frozen LLM: checkpointed blocks still need a grad path
     collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
+    held_out = [it for it in map(dataset.encode, held_out_samples(dataset.shards)) if it is not None]
+    before = alignment.measure(model, held_out, collator)
     identity = loop.run_identity(config, {"llm": args.llm, "vision": args.vision},
                                  {"shards": args.shards, "llm": args.llm, "vision": args.vision})
-    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step)
-    weights = connector_state(trainer.model, connector)  # every rank: a collective gather under ZeRO-3
+    trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step,
+                                               args.tensorboard)
+    after = alignment.measure(trainer.model, held_out, collator)  # every rank: ZeRO-3 forwards are collective
+    failure = alignment.verdict(after, check["min_gap"])
+    weights = state_of(trainer.model, trained)  # every rank: a collective gather under ZeRO-3
+    if failure:
+        # Checkpoints stay: a rerun with another config discards them, the same config fails the same way.
+        raise alignment.AlignmentError(f"{failure}\nbefore training: {before}\nafter training: {after}")
     if trainer.is_world_process_zero():
-        save_safetensors(weights, args.connector_out, {"connector": connector})
+        save_safetensors(weights, args.connector_out, {"connector": connector, "trains": ",".join(stage["trains"])})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         summary.update(stage1=stage, parameters=parameter_report(model, connector),
+                       alignment={"before_training": before, "after_training": after, "min_gap": check["min_gap"],
+                                  "aligned": None if check["min_gap"] is None else True},
                        skipped_samples=dataset.shards.skipped)
         write_json(args.metrics, summary)
         print(json.dumps(summary, indent=2))
