@@ -284,7 +284,7 @@ def report_when_made(pattern, values=None, **report_args):
     values = values or ({"llm": list(config["models"])} if "{llm}" in pattern else {})
     made = [pattern]
     for name, options in values.items():
-        made = [m.replace("{" + name + "}", str(v)) for m in made for v in options]
+        made = [m.replace(f"{{{name}}}", str(v)) for m in made for v in options]
     return report(pattern, **report_args) if made and all(os.path.exists(f) for f in made) else pattern
 
 
