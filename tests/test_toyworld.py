@@ -1,6 +1,7 @@
 """The toy world: every format parses with the real readers, splits are disjoint, generation is deterministic."""
 
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -170,3 +171,15 @@ def test_pretraining_corpus_holds_the_configured_share_of_scene_documents(smoke_
                 for t in texts)
     share = config["toy_world"]["scene_text_share"]
     assert abs(shown / len(texts) - share) < 0.1, (shown, len(texts))
+
+
+def test_vqa_majority_answer_does_not_depend_on_the_hash_seed():
+    """Ties go to the answer given first, in every process (string hashing is salted per process)."""
+    import subprocess
+    import sys
+
+    code = ("from workflow_scripts.toyworld.formats import majority_answer; "
+            "print(majority_answer(['two', '2', '2', 'two', 'three']))")
+    seen = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                           capture_output=True, text=True, check=True).stdout.strip() for seed in range(6)}
+    assert seen == {"two"}

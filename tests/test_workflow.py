@@ -165,6 +165,7 @@ def test_html_report_collects_tables_and_figures(smoke_run):
     html = (tmp_path / "report.html").read_text(errors="replace")
     assert "lr_sweep_smoke-vicuna.png" in html and "loss_smoke-vicuna.png" in html and "table1_main.html" in html
     assert "one line per tuning strategy" in html  # a figure's caption
+    assert "Not in this report yet" not in html
     assert "POPE* — F1" in html or "POPE" in html and "averaged over the random, popular and adversarial" in html
 
 
@@ -245,6 +246,7 @@ def test_paper_config_dry_run_lists_the_grid(tmp_path):
     report = snakemake(tmp_path, "--configfile", str(path), "--report", "report.html", timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert "Not in this report yet" in (tmp_path / "report.html").read_text(errors="replace")
 
 
 def test_skipped_cell_leaves_the_dag(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 from workflow_scripts.toyworld import language as lang
@@ -179,6 +180,12 @@ def human_answers(qa: lang.QA, rng) -> list[str]:
     return out
 
 
+def majority_answer(answers: list[str]) -> str:
+    """The most common answer, ties to the one given first. (``max(set(...))`` would break ties by string hash
+    order, which Python salts per process: two generations of the same world would differ.)"""
+    return Counter(answers).most_common(1)[0][0]
+
+
 VQA_TYPES = {"exists": ("is there a", "yes/no"), "count": ("how many", "number"),
              "colour": ("what color is the", "other"), "position": ("where is the", "other"),
              "size": ("is the", "other")}
@@ -196,7 +203,7 @@ def write_vqav2(scenes, rng, questions_json: Path, annotations_json: Path, image
             qid = s.scene_id * 10 + k
             questions.append({"image_id": s.scene_id, "question": qa.question, "question_id": qid})
             answers = human_answers(qa, rng)
-            majority = max(set(answers), key=answers.count)
+            majority = majority_answer(answers)
             qtype, atype = VQA_TYPES[qa.kind]
             annotations.append({"question_id": qid, "image_id": s.scene_id, "question_type": qtype,
                                 "answer_type": atype, "multiple_choice_answer": majority,
