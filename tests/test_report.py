@@ -143,5 +143,8 @@ def test_readme_example_is_a_generated_table1():
     generated = to_markdown(tables.table1(config, "/nonexistent", selection)).splitlines()
     assert block[:4] == generated[:4]  # title, blank line, header, separator
     rows = [line for line in block if line.startswith("| MM-ToyVicuna")]
-    assert len(rows) == 2 + len(config["strategies"])
+    # the controls (no-image guess, stage 1, blind, one text-priors row per controls.text_priors) + strategies
+    assert len(rows) == 3 + len(config["controls"]["text_priors"]) + len(config["strategies"])
+    assert [r.split(" | ")[1] for r in rows] == [line.split(" | ")[1] for line in generated
+                                                  if line.startswith("| MM-ToyVicuna")]
     assert all("—" not in r for r in rows)  # every demo cell finished
