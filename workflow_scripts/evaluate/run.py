@@ -28,6 +28,7 @@ from workflow_scripts.evaluate import captioning, mme, pope, vqav2
 from workflow_scripts.evaluate.common import file_fingerprint
 from workflow_scripts.evaluate.generate import generate, prompt_text
 from workflow_scripts.io import write_json
+from workflow_scripts.timing import clock
 
 
 def _paths(config, **keys):
@@ -74,8 +75,6 @@ def load_model(args, config, dtype):
 
 def progress_printer(out=print):
     """A ``progress(done, total)`` callback that prints prompts done, rate, elapsed time and ETA."""
-    from workflow_scripts.train.progress import clock
-
     start = time.time()
 
     def report(done: int, total: int) -> None:

@@ -10,13 +10,7 @@ import time
 
 from transformers import TrainerCallback
 
-
-def clock(seconds: float) -> str:
-    """'1h02m', '3m07s' or '42s'."""
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+from workflow_scripts.timing import clock
 
 
 def progress_line(step: int, total: int, elapsed: float, steps_done: int, loss: float | None, lr: float | None,
