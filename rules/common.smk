@@ -150,6 +150,9 @@ def evaluation_config_json(bench, strategy=None):
     Editing another benchmark, the grid, the training schedule or the ablations reruns nothing."""
     kept = {**_model_keys(strategy), **_pick("data_root")}
     kept["benchmarks"] = {bench: config["benchmarks"][bench]}
+    # greedy reads no sampling setting: editing temperature must not rerun greedy evaluations
+    sampled = config["decoding"]["strategy"] == "sample"
+    kept["decoding"] = config["decoding"] if sampled else {"strategy": "greedy"}
     return canonical_json(kept)
 
 

@@ -14,7 +14,7 @@ import webdataset as wds
 from workflow_scripts import study
 from workflow_scripts.data import cc3m
 from workflow_scripts.data.readers import DataFormatError, read_cc3m_tsv
-from workflow_scripts.data.shards import ShardStream
+from workflow_scripts.data.shards import ShardStream, held_out_samples
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +145,26 @@ def test_training_order_does_not_depend_on_download_order(downloaded, tmp_path):
         stream.per_rank = len(order)
         seen[name] = [s.key for s in stream]
     assert seen["as_written"] == seen["reversed"] == seen["shuffled"] == sorted(s["__key__"] for s in samples)
+
+
+def test_shuffled_epochs_differ_repeat_and_never_read_the_held_out_tail(downloaded):
+    """stage1.shuffle: each epoch has its own order, drawn from (seed, epoch), so a rerun or a resume reads the
+    same; the held-out tail stays out of every epoch; unshuffled, every epoch is key order."""
+    _, out, _ = downloaded
+    folder = str(out / "shards")
+
+    def keys(epoch, seed=7, holdout=2):
+        stream = ShardStream(folder, holdout=holdout, shuffle_seed=seed)
+        stream.set_epoch(epoch)
+        return [s.key for s in stream]
+
+    plain = ShardStream(folder, holdout=2)
+    in_order = [s.key for s in plain]
+    plain.set_epoch(1)
+    assert [s.key for s in plain] == in_order
+    held = {s.key for s in held_out_samples(plain)}
+    assert len(held) == 2 and not held & set(in_order)
+    first, second = keys(0), keys(1)
+    assert first != second and first != in_order
+    assert sorted(first) == sorted(second) == sorted(in_order)  # the same samples, held-out tail excluded
+    assert keys(1) == second and keys(1, seed=8) != second

@@ -41,6 +41,23 @@ def test_batched_generation_equals_batch_size_one(toy_mllm, smoke_world):
     assert len(set(one)) > 1  # not a degenerate constant answer
 
 
+def test_sampled_decoding_is_seeded_and_differs_from_greedy(toy_mllm, smoke_world):
+    """decoding.strategy sample (the authors' sibling code): the same seed answers the same, and it is not
+    greedy decoding under another name."""
+    config, _ = smoke_world
+    model = LlavaForConditionalGeneration.from_pretrained(toy_mllm)
+    processor = AutoProcessor.from_pretrained(toy_mllm)
+    prompts, _ = pope.build_prompts(study.data_path(config, "pope_root"), study.data_path(config, "pope_images"),
+                                    ["random"])
+    prompts = prompts[:16]
+    hot = {"strategy": "sample", "temperature": 1.5, "top_k": 50}
+    a = generate(model, processor, prompts, "vicuna_v1", 8, 8, decoding=hot, seed=1)
+    b = generate(model, processor, prompts, "vicuna_v1", 8, 8, decoding=hot, seed=1)
+    c = generate(model, processor, prompts, "vicuna_v1", 8, 8, decoding=hot, seed=2)
+    greedy = generate(model, processor, prompts, "vicuna_v1", 8, 8)
+    assert a == b and a != c and a != greedy
+
+
 def test_blind_control_changes_what_the_model_sees(toy_mllm, smoke_world):
     config, _ = smoke_world
     model = LlavaForConditionalGeneration.from_pretrained(toy_mllm)

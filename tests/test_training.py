@@ -38,6 +38,11 @@ def stage1(smoke_world, smoke_shards, trained_base_models, tmp_path_factory):
 def test_stage1_trains_only_the_connector_and_learns(stage1):
     metrics = json.loads((stage1 / "metrics.json").read_text())
     assert metrics["steps"] == 20
+    # 20 steps x 8 samples read the smoke shards' ~36 training samples several times: Trainer told the stream
+    # each epoch (its order follows it), rather than replaying epoch 0's order
+    order = metrics["data_order"]
+    assert order["shuffled"] is True and len(order["epochs_read"]) >= 3
+    assert order["epochs_read"] == list(range(len(order["epochs_read"])))
     assert metrics["loss_last_10pct_mean"] < metrics["loss_first_10pct_mean"]
     assert metrics["parameters"]["trainable_params"] == metrics["parameters"]["groups"]["connector"]["total"]
     weights = load_file(stage1 / "connector.safetensors")
@@ -84,6 +89,8 @@ def test_stage2_layernorm_learns_and_exports_its_delta(stage2, trained_base_mode
                                   "model.multi_modal_projector.linear_1.bias",
                                   "model.language_model.embed_tokens.weight", "lm_head.weight"}
     assert eff["parameters"]["trainable_params"] == sum(t.numel() for t in delta.values())
+    assert eff["tensors_changed"] == {"changed": len(delta), "trainable": len(delta), "unchanged": []}
+    assert eff["gradient_checkpointing"] is False  # as the smoke config asks
     # The vision tower never changes.
     base = CLIPVisionModel.from_pretrained(trained_base_models[1]).state_dict()
     exported = LlavaForConditionalGeneration.from_pretrained(out / "export" / "model").model.vision_tower.state_dict()
@@ -106,6 +113,35 @@ def test_export_loads_in_a_fresh_process_and_generates(stage2):
                           text=True, env=subprocess_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.split("NEW")[-1]) >= 1
+
+
+def test_a_cell_whose_updates_round_away_is_shown_as_unchanged(stage2, trained_base_models, stage1, tmp_path):
+    """At an LR far below the weights' float spacing the norms (values near 1) cannot move: the cell records
+    that they did not, instead of looking like a trained result."""
+    config = training_config(stage2[0], max_steps=2)
+    config["learning_rates"] = [1.0e-12]
+    finetune.main(_finetune_args(config, trained_base_models, stage1, tmp_path, lr="1e-12"))
+    changed = json.loads((tmp_path / "efficiency.json").read_text())["tensors_changed"]
+    assert changed["trainable"] == 9 and changed["changed"] < changed["trainable"]
+    assert "model.language_model.norm.weight" in changed["unchanged"]
+
+
+def test_stage1_honours_gradient_checkpointing(smoke_world, smoke_shards, trained_base_models, stage1, tmp_path):
+    """gradient_checkpointing from the config reaches the model stage 1 trains, and recomputing activations
+    trains the same connector."""
+    llm, vision, _ = trained_base_models
+    config = training_config(smoke_world[0])
+    config["stage1"].update(max_steps=20, lr=2.0e-3, global_batch=8, per_device_batch=8, gradient_checkpointing=True)
+    pretrain_connector.main(["--llm", llm, "--vision", vision, "--shards", smoke_shards, "--config-json",
+                             json.dumps(config), "--checkpoints", str(tmp_path / "ckpt"), "--connector-out",
+                             str(tmp_path / "connector.safetensors"), "--metrics", str(tmp_path / "metrics.json")])
+    on = json.loads((tmp_path / "metrics.json").read_text())
+    off = json.loads((stage1 / "metrics.json").read_text())
+    assert on["gradient_checkpointing"] is True and off["gradient_checkpointing"] is False
+    assert on["tensors_changed"]["changed"] == on["tensors_changed"]["trainable"] == 2
+    a, b = load_file(tmp_path / "connector.safetensors"), load_file(stage1 / "connector.safetensors")
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5), name
 
 
 def test_invalid_lr_is_refused(stage2, trained_base_models, stage1, tmp_path):

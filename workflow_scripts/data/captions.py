@@ -22,6 +22,10 @@ class CaptionStream(torch.utils.data.IterableDataset):
     def __len__(self) -> int:
         return len(self.shards)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Trainer (through accelerate's data loader) says which epoch starts: the shards' order follows it."""
+        self.shards.set_epoch(epoch)
+
     def __iter__(self):
         for sample in self.shards:
             item = self.encode(sample)

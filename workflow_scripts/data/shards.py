@@ -8,6 +8,10 @@ Within a shard, samples come in key order. img2dataset writes a shard in the ord
 finish, which differs from one download to the next; sorting makes the training order, and so stage 1's
 connector, a function of the data alone. It holds one shard's encoded samples in memory (cc3m_per_shard).
 
+With ``shuffle_seed``, each epoch reads this rank's shards, and the samples within each shard, in an order drawn
+from (seed, epoch): LLaVA's stage 1 shuffles its data every epoch (a random sampler); the order of an epoch is
+the same on a rerun and on a resume (Trainer calls ``set_epoch``). Without it, every epoch is in key order.
+
 The last ``holdout`` samples of the last shard (in key order) are never trained on: stage 1 measures on them
 whether its caption loss depends on the image (``held_out_samples``).
 """
@@ -19,6 +23,7 @@ import io
 import json
 import logging
 import os
+import random
 from dataclasses import dataclass
 
 import torch
@@ -52,24 +57,33 @@ def shard_size(tar: str) -> int:
     return sum(1 for _ in wds.WebDataset(tar, shardshuffle=False, nodesplitter=None, workersplitter=None))
 
 
-def in_key_order(samples):
-    """Raw webdataset samples shard by shard (``__url__``), each shard sorted by ``__key__``."""
+def shards_in_key_order(samples):
+    """(shard url, its raw webdataset samples sorted by ``__key__``), shard by shard (``__url__``)."""
     shard, buffer = None, []
     for sample in samples:
         if sample.get("__url__") != shard and buffer:
-            yield from sorted(buffer, key=lambda s: s["__key__"])
+            yield shard, sorted(buffer, key=lambda s: s["__key__"])
             buffer = []
         shard = sample.get("__url__")
         buffer.append(sample)
-    yield from sorted(buffer, key=lambda s: s["__key__"])
+    if buffer:
+        yield shard, sorted(buffer, key=lambda s: s["__key__"])
+
+
+def in_key_order(samples):
+    """Raw webdataset samples shard by shard, each shard sorted by ``__key__``."""
+    for _, shard in shards_in_key_order(samples):
+        yield from shard
 
 
 class ShardStream(torch.utils.data.IterableDataset):
     """Iterable over ``Sample``s of this rank's shards (``rank::world_size``), split again across workers."""
 
     def __init__(self, folder: str, rank: int = 0, world_size: int = 1, image_key: str = "jpg",
-                 caption_key: str = "txt", holdout: int = 0):
+                 caption_key: str = "txt", holdout: int = 0, shuffle_seed: int | None = None):
         self.shards = list_shards(folder)
+        self.shuffle_seed, self.epoch = shuffle_seed, 0
+        self.epochs_read: list[int] = []  # in this process, for the run's record
         if world_size > len(self.shards):
             raise ValueError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write smaller shards")
         self.rank, self.world_size = rank, world_size
@@ -98,22 +112,30 @@ class ShardStream(torch.utils.data.IterableDataset):
             return self.per_rank
         return self.per_rank // info.num_workers + (info.id < self.per_rank % info.num_workers)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration reads (its order, when shuffled)."""
+        self.epoch = epoch
+
     def __iter__(self):
         quota = self._quota()
-        raw = wds.WebDataset(self.my_shards(), shardshuffle=False, nodesplitter=None, workersplitter=None,
-                             empty_check=False)
-        seen_in_last = 0
-        for sample in in_key_order(raw):
-            if quota <= 0:
-                return
-            if self.holdout and sample.get("__url__") == self.shards[-1]:
-                seen_in_last += 1
-                if seen_in_last > self.last_shard_train:
-                    return  # the held-out tail of the last shard (always the last shard this stream reads)
-            decoded = self._decode(sample)
-            if decoded is not None:
-                quota -= 1
-                yield decoded
+        shards = self.my_shards()
+        order = None if self.shuffle_seed is None else random.Random(f"{self.shuffle_seed}:{self.epoch}")
+        if order is not None:
+            order.shuffle(shards)
+        self.epochs_read.append(self.epoch)
+        raw = wds.WebDataset(shards, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
+        for url, samples in shards_in_key_order(raw):
+            if self.holdout and url == self.shards[-1]:
+                samples = samples[: self.last_shard_train]  # the held-out tail is never trained on
+            if order is not None:
+                order.shuffle(samples)
+            for sample in samples:
+                if quota <= 0:
+                    return
+                decoded = self._decode(sample)
+                if decoded is not None:
+                    quota -= 1
+                    yield decoded
 
     def _decode(self, sample: dict) -> Sample | None:
         key, url = sample.get("__key__", "?"), sample.get("__url__", "?")

@@ -1,6 +1,7 @@
-"""Greedy generation in batches: left padding with an attention mask, prompts sorted by length so a batch pads
-little. Batched output equals batch-size-1 output (fp32; tested). With several processes (torchrun), each takes
-every world-size-th prompt and the answers are gathered on every rank.
+"""Generation in batches: left padding with an attention mask, prompts sorted by length so a batch pads little.
+Greedy by default (batched output equals batch-size-1 output in fp32; tested); the config's ``decoding`` may ask
+for sampling instead (the authors' sibling code), seeded. With several processes (torchrun), each takes every
+world-size-th prompt and the answers are gathered on every rank.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ def prompt_text(prompt: Prompt, template: str) -> str:
 
 @torch.no_grad()
 def generate(model, processor, prompts: list[Prompt], template: str, max_new_tokens: int, batch_size: int = 16,
-             blind: bool = False, image_aspect: str = "crop", progress=None) -> list[str]:
-    """Answers to ``prompts`` (in their order), decoded without special tokens."""
+             blind: bool = False, image_aspect: str = "crop", progress=None, decoding: dict | None = None,
+             seed: int = 0) -> list[str]:
+    """Answers to ``prompts`` (in their order), decoded without special tokens. ``decoding``: the config's
+    (greedy when None)."""
+    sampling = decoding_kwargs(decoding)
+    if sampling["do_sample"]:
+        torch.manual_seed(seed)
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
     model.eval()
@@ -41,8 +47,8 @@ def generate(model, processor, prompts: list[Prompt], template: str, max_new_tok
         if images:
             inputs["pixel_values"] = preprocess(images, processor.image_processor, image_aspect).to(model.dtype)
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                             pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1,
+                             pad_token_id=tokenizer.pad_token_id, **sampling)
         new = out[:, inputs["input_ids"].shape[1]:]
         for i, ids in zip(idx, new):
             answers[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -51,6 +57,16 @@ def generate(model, processor, prompts: list[Prompt], template: str, max_new_tok
     if world > 1:
         answers = _gather(answers)
     return [answers[i] for i in range(len(prompts))]
+
+
+def decoding_kwargs(decoding: dict | None) -> dict:
+    """generate() arguments for the config's ``decoding``."""
+    decoding = decoding or {"strategy": "greedy"}
+    if decoding["strategy"] == "greedy":
+        return {"do_sample": False}
+    if decoding["strategy"] == "sample":
+        return {"do_sample": True, "temperature": decoding["temperature"], "top_k": decoding["top_k"]}
+    raise ValueError(f"decoding.strategy must be greedy or sample, got {decoding['strategy']!r}")
 
 
 def _world() -> tuple[int, int]:

@@ -181,9 +181,12 @@ def main(argv=None) -> None:
     rank = _init_distributed()  # under torchrun: prompts are split over the processes, answers gathered
     if on_gpu:
         model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    decoding = config.get("decoding") or {"strategy": "greedy"}
+    if decoding["strategy"] == "greedy":
+        decoding = {"strategy": "greedy"}  # the sampling settings play no part: the record does not show them
     outputs = generate(model, processor, prompts, args.template, cfg["max_new_tokens"], args.batch_size,
                        blind=args.blind, image_aspect=config["vision"].get("image_aspect", "crop"),
-                       progress=progress_printer())
+                       progress=progress_printer(), decoding=decoding, seed=seed)
     if rank != 0:
         return
     parsed = {p.id: module.parse(o) for p, o in zip(prompts, outputs)}
@@ -209,7 +212,7 @@ def main(argv=None) -> None:
                                 "delta": file_fingerprint(args.delta) if args.delta else None},
         "control": "blind" if args.blind else ("stage1" if args.connector and not args.delta else None),
         "template": args.template, "example_prompt": prompt_text(prompts[0], args.template) if prompts else None,
-        "shots": cfg.get("shots", 0), "decoding": {"strategy": "greedy", "max_new_tokens": cfg["max_new_tokens"],
+        "shots": cfg.get("shots", 0), "decoding": {**decoding, "max_new_tokens": cfg["max_new_tokens"],
                                                    "batch_size": args.batch_size, "padding": "left"},
         "dtype": str(dtype).replace("torch.", ""), "prompts": len(prompts),
         "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),

@@ -21,6 +21,7 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaProcessor,
 )
+from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 from transformers.utils import logging as hf_logging
 
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
@@ -86,16 +87,26 @@ def build_mllm(llm_path: str, vision_path: str, connector: str = "linear", featu
         image_seq_length=image_token_count(vision.config, select_strategy),
         projector_hidden_act=CONNECTORS[connector], vision_feature_layer=feature_layer,
         vision_feature_select_strategy=select_strategy, tie_word_embeddings=False)
+    # The shell is built on the meta device and the loaded towers are moved in: a 13B model is never
+    # random-initialised in fp32 beside its loaded weights (~52 GB more host memory per rank, and minutes of CPU).
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    model.model.vision_tower = vision
+    model.model.language_model = llm.model
+    model.lm_head = llm.lm_head
+    if model.lm_head.weight is llm.model.embed_tokens.weight:  # a tied LLM: the study trains them apart
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+    # A fresh connector with PyTorch's default Linear init, as LLaVA builds its mm_projector after loading the LLM.
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).to(dtype)
-    model.model.vision_tower.load_state_dict(vision.state_dict())
-    model.model.language_model.load_state_dict(llm.model.state_dict())
-    model.lm_head.load_state_dict(llm.lm_head.state_dict())
+    model.model.multi_modal_projector = LlavaMultiModalProjector(config).to(dtype)
     if connector == "linear":
         projector = model.model.multi_modal_projector
         with torch.no_grad():
             projector.linear_2.weight.copy_(torch.eye(text_config.hidden_size))
             projector.linear_2.bias.zero_()
+    on_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if on_meta:
+        raise RuntimeError(f"build_mllm left tensors unloaded (meta): {on_meta[:5]}")
     with expected_warnings_muted():
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -25,7 +25,7 @@ from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import apply_strategy, base_name, parameter_report, trainable_names
 from workflow_scripts.model.trained import load_connector
-from workflow_scripts.train import loop
+from workflow_scripts.train import changes, loop
 from workflow_scripts.train.export import save_safetensors, state_of
 
 
@@ -68,6 +68,7 @@ def main(argv=None) -> None:
     model = apply_strategy(model, args.strategy, connector, config.get("lora"))
     if stage["gradient_checkpointing"]:
         model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
+    start_values = changes.fingerprints(model, trainable_names(model))
     records = read_llava_json(args.instruct_json)
     records = select_subset(records, args.types.split(",") if args.types else None, args.count, config.get("seed", 0))
     dataset = InstructDataset(records, args.images, processor.tokenizer, processor.image_processor, args.template,
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
         save_safetensors(delta, args.delta, {"strategy": args.strategy, "connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         summary.update(strategy=args.strategy, lr=lr, blank_images=args.blank_images, records=len(dataset),
-                       dropped_records=dataset.dropped,
+                       dropped_records=dataset.dropped, tensors_changed=changes.changed_tensors(start_values, delta),
                        stage2=stage, parameters=report)
         write_json(args.efficiency, summary)
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))

@@ -66,7 +66,7 @@ def training_arguments(out: str, *, lr: float, global_batch: int, per_device_bat
         output_dir=out, per_device_train_batch_size=micro, gradient_accumulation_steps=accum, learning_rate=lr,
         num_train_epochs=epochs, max_steps=max_steps, warmup_steps=warmup_ratio, weight_decay=weight_decay,
         lr_scheduler_type=scheduler, optim="adamw_torch", bf16=on_gpu and precision == "bf16", tf32=on_gpu or None,
-        use_cpu=not on_gpu, gradient_checkpointing=gradient_checkpointing,
+        use_cpu=not on_gpu, activation_checkpointing=gradient_checkpointing,
         deepspeed=deepspeed_config(zero_stage), save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         logging_steps=1, report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=workers,
         remove_unused_columns=False, disable_tqdm=True, ddp_find_unused_parameters=False)
@@ -207,11 +207,30 @@ def last_complete_checkpoint(folder: str) -> str | None:
     return max(found)[1] if found else None
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak RSS. VmHWM where Linux has it: ru_maxrss keeps what the parent had when it forked
+    (Snakemake, a shell), VmHWM starts afresh at exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def peak_memory_bytes() -> tuple[int, str]:
     """Peak memory of this process: GPU max_memory_allocated, else peak RSS."""
     if torch.cuda.is_available():
         return int(torch.cuda.max_memory_allocated()), "gpu_max_memory_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_peak_rss"
+    return peak_rss_bytes(), "cpu_peak_rss"
+
+
+def activation_checkpointing_on(model) -> bool:
+    """Whether the model as trained recomputes activations: HF sets ``gradient_checkpointing`` on each block
+    stack it enables it for (also inside a PEFT or DeepSpeed wrapper)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
 def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_from: str | None) -> dict:
@@ -228,6 +247,7 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
         "step_time_s": sum(steps) / len(steps) if steps else math.nan,
         "tokens_per_s": trainer.tokens_seen / sum(timer.times) if timer.times else math.nan,
         "peak_memory_bytes": peak, "peak_memory_kind": kind, "wall_s": round(wall, 1),
+        "gradient_checkpointing": activation_checkpointing_on(trainer.model),
         # [step, loss] at every logged step (the loss-curve figures read it)
         "loss_curve": [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h],
     }

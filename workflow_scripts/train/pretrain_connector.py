@@ -21,7 +21,7 @@ from workflow_scripts.data.shards import ShardStream, held_out_samples
 from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import group_of, is_identity_connector_layer, parameter_report
-from workflow_scripts.train import alignment, loop
+from workflow_scripts.train import alignment, changes, loop
 from workflow_scripts.train.export import save_safetensors, state_of
 
 
@@ -64,7 +64,9 @@ def main(argv=None) -> None:
     # Under DDP/DeepSpeed the main process reads the shards and dispatches batches (accelerate's default for
     # iterable datasets), so the stream itself is not split by rank here.
     check = stage["alignment"]
-    dataset = CaptionStream(ShardStream(args.shards, holdout=check["holdout"]), processor.tokenizer,
+    shuffle_seed = config.get("seed", 0) if stage["shuffle"] else None
+    dataset = CaptionStream(ShardStream(args.shards, holdout=check["holdout"], shuffle_seed=shuffle_seed),
+                            processor.tokenizer,
                             processor.image_processor,
                             model.config.image_token_index, model.config.image_seq_length,
                             stage["model_max_length"], vision_cfg.get("image_aspect", "crop"))
@@ -78,6 +80,7 @@ def main(argv=None) -> None:
     if stage["gradient_checkpointing"]:
         model.enable_input_require_grads()  # frozen LLM: checkpointed blocks still need a grad path
     collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
+    start_values = changes.fingerprints(model, trained)
     held_out = [it for it in map(dataset.encode, held_out_samples(dataset.shards)) if it is not None]
     before = alignment.measure(model, held_out, collator)
     identity = loop.run_identity(config, {"llm": args.llm, "vision": args.vision},
@@ -96,7 +99,9 @@ def main(argv=None) -> None:
         summary.update(stage1=stage, parameters=parameter_report(model, connector),
                        alignment={"before_training": before, "after_training": after, "min_gap": check["min_gap"],
                                   "aligned": None if check["min_gap"] is None else True},
-                       skipped_samples=dataset.shards.skipped)
+                       skipped_samples=dataset.shards.skipped,
+                       data_order={"shuffled": stage["shuffle"], "epochs_read": dataset.shards.epochs_read},
+                       tensors_changed=changes.changed_tensors(start_values, weights))
         write_json(args.metrics, summary)
         print(json.dumps(summary, indent=2))
         loop.release_checkpoints(args.checkpoints)

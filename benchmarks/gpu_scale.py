@@ -1,0 +1,234 @@
+"""Does the study's recipe fit real hardware? One command, no download: the MLLM at the paper's shapes (LLaMA-2 7B /
+13B from the shipped ``arch/`` configs + CLIP ViT-L/14, 256 image tokens) with random weights in bf16, synthetic
+batches of the real shapes, gradient checkpointing on. Measures
+
+- stage 2, every strategy at the 7B shape: peak ``torch.cuda.max_memory_allocated``, tokens/s, out of memory or not;
+- stage 1 (connector only) at the 13B shape;
+- greedy generation batched (left padding) against batch size 1: identical answers, speed-up.
+
+One process, one GPU, no DeepSpeed: bf16 weights and AdamW states in bf16 (the study's ZeRO-2 on 4 GPUs adds fp32
+master weights and shards them with the optimizer states, so its per-GPU peak differs; see Table 2's analytic
+estimate). Writes ``<out>.csv`` and ``<out>.md``.
+
+    python benchmarks/gpu_scale.py                                   # on a GPU: ~5 min on one H200
+    python benchmarks/gpu_scale.py --shape toy --device cpu --out /tmp/toy   # what the tests run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import json
+import time
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+from workflow_scripts.model.accounting import ARCH, _json
+from workflow_scripts.model.build import image_token_count
+from workflow_scripts.model.strategies import STRATEGIES, apply_strategy, group_of, parameter_report
+
+GIB = 2**30
+STUDY_STRATEGIES = ["finetune", "lora", "attn_qv", "attn_mlp", "layernorm", "layernorm_simp"]
+TOY = ({"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 4},
+       {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "image_size": 56, "patch_size": 14})
+COLUMNS = ["part", "shape", "strategy", "status", "trainable_params", "batch", "seq_len", "peak_gib", "fits_80gb",
+           "tokens_per_s", "step_s", "note"]
+
+
+def configs(shape: str) -> tuple[LlamaConfig, CLIPVisionConfig]:
+    if shape == "toy":
+        return LlamaConfig(**TOY[0]), CLIPVisionConfig(**TOY[1])
+    vision = _json(ARCH / "clip-vit-large-patch14.json")
+    return LlamaConfig(**_json(ARCH / f"llama2-{shape}.json")), CLIPVisionConfig(**vision)
+
+
+def random_mllm(shape: str, device: str, dtype: torch.dtype):
+    """The MLLM at ``shape`` with random weights, built directly on ``device`` in ``dtype`` (the vocabulary grows
+    by one for <image>; the linear connector's second layer is the identity, as in model.build)."""
+    text, vision = configs(shape)
+    text.vocab_size += 1
+    text.tie_word_embeddings = False
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=text.vocab_size - 1,
+                      image_seq_length=image_token_count(vision), projector_hidden_act="linear",
+                      tie_word_embeddings=False)
+    with torch.device(device):
+        model = LlavaForConditionalGeneration._from_config(cfg, dtype=dtype)
+    with torch.no_grad():
+        model.model.multi_modal_projector.linear_2.weight.copy_(torch.eye(text.hidden_size))
+    model.generation_config.eos_token_id = None  # random weights: every answer runs to max_new_tokens
+    model.generation_config.pad_token_id = 0
+    return model
+
+
+def synthetic_batch(model, batch: int, seq_len: int, device: str, generator: torch.Generator) -> dict:
+    """BOS, the image's tokens, then random text to ``seq_len``; loss on the text only (as the real labels)."""
+    cfg = model.config
+    n_img, size = cfg.image_seq_length, cfg.vision_config.image_size
+    if seq_len <= n_img + 2:
+        raise ValueError(f"seq_len {seq_len} leaves no text after {n_img} image tokens")
+    text = torch.randint(3, cfg.text_config.vocab_size - 1, (batch, seq_len - n_img - 1), generator=generator)
+    ids = torch.cat([torch.ones(batch, 1, dtype=torch.long), torch.full((batch, n_img), cfg.image_token_index),
+                     text], dim=1)
+    labels = ids.clone()
+    labels[:, : n_img + 1] = -100
+    pixels = torch.randn(batch, 3, size, size, generator=generator)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device),
+            "pixel_values": pixels.to(device, next(model.parameters()).dtype)}
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_gib(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated() / GIB if device == "cuda" else None
+
+
+def train_cell(part: str, shape: str, strategy: str, batch: int, seq_len: int, steps: int, device: str,
+               dtype: torch.dtype) -> dict:
+    """Build, set the strategy's trainable set (stage 1: the connector), and time ``steps`` AdamW steps after one
+    warm-up step, with gradient checkpointing."""
+    row = {"part": part, "shape": shape, "strategy": strategy, "batch": batch, "seq_len": seq_len}
+    model = opt = None
+    try:
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        model = random_mllm(shape, device, dtype)
+        if strategy == "connector":
+            for name, p in model.named_parameters():
+                p.requires_grad = group_of(name) == "connector" and ".linear_2." not in name
+        else:
+            model = apply_strategy(model, strategy)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        row["trainable_params"] = parameter_report(model)["trainable_params"]
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-5)
+        data = synthetic_batch(model, batch, seq_len, device, torch.Generator().manual_seed(0))
+        times = []
+        for step in range(steps + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            model(**data).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            synchronize(device)
+            if step:
+                times.append(time.perf_counter() - start)
+        step_s = sum(times) / len(times)
+        row.update(status="ok", step_s=round(step_s, 4), tokens_per_s=round(batch * seq_len / step_s, 1))
+    except torch.OutOfMemoryError as err:
+        row.update(status="OOM", note=str(err).splitlines()[0][:120])
+    finally:
+        peak = peak_gib(device)
+        if peak is not None:
+            row.update(peak_gib=round(peak, 2), fits_80gb=row.get("status") == "ok" and peak <= 80)
+        del model, opt
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return row
+
+
+def generation_cell(shape: str, prompts: int, max_new_tokens: int, device: str, dtype: torch.dtype) -> dict:
+    """Greedy answers to ``prompts`` image prompts of different lengths, batched with left padding vs one by one."""
+    model = random_mllm(shape, device, dtype).eval()
+    cfg, gen = model.config, torch.Generator().manual_seed(1)
+    n_img, size = cfg.image_seq_length, cfg.vision_config.image_size
+    singles = []
+    for i in range(prompts):
+        text = torch.randint(3, cfg.text_config.vocab_size - 1, (8 + 3 * i,), generator=gen)
+        ids = torch.cat([torch.tensor([1]), torch.full((n_img,), cfg.image_token_index), text])
+        singles.append((ids, torch.randn(3, size, size, generator=gen)))
+    kw = {"max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens, "do_sample": False}
+    with torch.no_grad():
+        synchronize(device)
+        start = time.perf_counter()
+        one_by_one = []
+        for ids, px in singles:
+            out = model.generate(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids)[None].to(device),
+                                 pixel_values=px[None].to(device, dtype), **kw)
+            one_by_one.append(out[0, len(ids):].tolist())
+        synchronize(device)
+        single_s = time.perf_counter() - start
+        longest = max(len(ids) for ids, _ in singles)
+        ids = torch.zeros(prompts, longest, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, (seq, _) in enumerate(singles):  # left padding, as evaluate.generate does
+            ids[i, longest - len(seq):], mask[i, longest - len(seq):] = seq, 1
+        pixels = torch.stack([px for _, px in singles]).to(device, dtype)
+        synchronize(device)
+        start = time.perf_counter()
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pixel_values=pixels, **kw)
+        synchronize(device)
+        batched_s = time.perf_counter() - start
+    batched = out[:, longest:].tolist()
+    same = sum(a == b for a, b in zip(one_by_one, batched))
+    del model
+    gc.collect()
+    return {"part": "generation", "shape": shape, "strategy": "-", "status": "ok", "batch": prompts,
+            "step_s": round(batched_s, 4), "tokens_per_s": round(prompts * max_new_tokens / batched_s, 1),
+            "note": f"batch 1: {single_s:.2f} s, batched: {batched_s:.2f} s, speed-up {single_s / batched_s:.1f}x; "
+                    f"identical answers {same}/{prompts}"}
+
+
+def markdown(rows: list[dict], device: str) -> str:
+    lines = [f"GPU scale check ({device}): bf16, gradient checkpointing, one process, AdamW; peak = "
+             "torch.cuda.max_memory_allocated", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", choices=["toy", "paper"], default="paper",
+                    help="paper: stage 2 at 7B, stage 1 at 13B; toy: tiny shapes (CPU tests)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--stage2-batch", type=int, default=16, help="per-device batch (config.yaml stage2)")
+    ap.add_argument("--stage2-seq", type=int, default=2048, help="instruct sequence length (model_max_length)")
+    ap.add_argument("--stage1-batch", type=int, default=32, help="per-device batch (config.yaml stage1)")
+    ap.add_argument("--stage1-seq", type=int, default=288, help="256 image tokens + a caption")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    ap.add_argument("--strategies", default=",".join(STUDY_STRATEGIES))
+    ap.add_argument("--out", default="benchmarks/gpu_scale")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run on a GPU node, or --shape toy --device cpu")
+    dtype = torch.bfloat16
+    stage2_shape, stage1_shape = ("toy", "toy") if args.shape == "toy" else ("7b", "13b")
+    strategies = args.strategies.split(",")
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise SystemExit(f"unknown strategies: {unknown}")
+    rows = []
+    for strategy in strategies:
+        rows.append(train_cell("stage2", stage2_shape, strategy, args.stage2_batch, args.stage2_seq, args.steps,
+                               args.device, dtype))
+        print(json.dumps(rows[-1]), flush=True)
+    rows.append(train_cell("stage1", stage1_shape, "connector", args.stage1_batch, args.stage1_seq, args.steps,
+                           args.device, dtype))
+    print(json.dumps(rows[-1]), flush=True)
+    rows.append(generation_cell(stage2_shape, 16, 10, args.device, dtype))
+    print(json.dumps(rows[-1]), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows([{c: r.get(c) for c in COLUMNS} for r in rows])
+    device = torch.cuda.get_device_name() if args.device == "cuda" else args.device
+    out.with_suffix(".md").write_text(markdown(rows, device))
+    print(markdown(rows, device))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

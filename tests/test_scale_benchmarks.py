@@ -1,0 +1,48 @@
+"""The real-scale benchmarks run here at toy shapes, so that they cannot rot before a GPU or a big host runs them:
+the GPU script (every strategy, stage 1, batched generation) and the host-memory benchmark of building the MLLM."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_scale_script_runs_every_part_at_toy_shape_on_cpu(tmp_path):
+    gpu_scale = _load("gpu_scale")
+    gpu_scale.main(["--shape", "toy", "--device", "cpu", "--out", str(tmp_path / "scale"), "--stage2-batch", "2",
+                    "--stage2-seq", "24", "--stage1-batch", "2", "--stage1-seq", "20", "--steps", "1"])
+    rows = list(csv.DictReader(open(tmp_path / "scale.csv")))
+    assert [(r["part"], r["strategy"]) for r in rows] == (
+        [("stage2", s) for s in gpu_scale.STUDY_STRATEGIES] + [("stage1", "connector"), ("generation", "-")])
+    assert all(r["status"] == "ok" and float(r["tokens_per_s"]) > 0 for r in rows)
+    trainable = {r["strategy"]: int(r["trainable_params"]) for r in rows if r["part"] != "generation"}
+    # toy LLaMA 2 x 64 (intermediate 128, vocab 513), toy CLIP 32 wide: counted by hand
+    embeddings = head = 513 * 64
+    norms = 2 * 2 * 64 + 64
+    connector = 32 * 64 + 64
+    assert trainable["layernorm_simp"] == norms
+    assert trainable["layernorm"] == norms + embeddings + head + connector
+    assert trainable["connector"] == connector
+    assert trainable["attn_qv"] == 2 * 2 * 64 * 64 + embeddings + head + connector
+    assert "identical answers" in rows[-1]["note"]
+    assert (tmp_path / "scale.md").read_text().count("| stage2 |") == 6
+
+
+def test_build_memory_benchmark_runs_and_the_build_needs_less_than_the_old_one():
+    build_memory = _load("build_memory")
+    previous, current = build_memory.run(layers=2, hidden=512, intermediate=1024, vocab=4000)
+    assert previous["build"] == "previous" and current["build"] == "current"
+    assert current["dtypes"] == ["torch.bfloat16"]
+    # the old build random-initialised a full fp32 model beside the loaded bf16 weights (2x their bytes)
+    assert current["peak_rss_growth_bytes"] < previous["peak_rss_growth_bytes"]
