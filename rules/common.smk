@@ -162,6 +162,11 @@ def selection_inputs():
     return [paths.eval_metrics(RESULTS, c.llm, c.strategy, c.lr, bench) for c in study.swept_cells(config)]
 
 
+def sweep_efficiency_files():
+    """efficiency.json of every finetune cell of the sweep (but skip_cells)."""
+    return [paths.efficiency(RESULTS, c.llm, c.strategy, c.lr) for c in study.swept_cells(config)]
+
+
 def selected_lrs():
     """llm -> strategy -> chosen LR text (None where no run finished), once checkpoint select_lr has run."""
     with open(checkpoints.select_lr.get().output.json) as f:

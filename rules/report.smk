@@ -83,6 +83,7 @@ rule tables:
     input:
         selection=f"{RESULTS}/selection/best_lr.json",
         results=report_inputs,
+        sweep_efficiency=sweep_efficiency_files(),  # the LR-sweep table says how many tensors each cell changed
     output:
         # The HTML version of each table goes into `snakemake --report`, shown inline with its own caption.
         [report_when_made(f, caption=f"captions/{os.path.basename(f)[: -len('.html')]}.rst", category="Tables")

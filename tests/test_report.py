@@ -42,7 +42,10 @@ def results(tmp_path):
         "cognition": 250.0, "size": {"items": 150, "expected": 2374, "partial": True}})  # a deliberately partial MME
     put(paths.efficiency(r, "m", "layernorm", "0.001"),
         {"parameters": {"trainable_params": 100, "trainable_pct": 1.5}, "peak_memory_bytes": 2 * 1024 ** 3,
-         "peak_memory_kind": "cuda_max_allocated", "step_time_s": 0.5})
+         "peak_memory_kind": "cuda_max_allocated", "step_time_s": 0.5,
+         "tensors_changed": {"changed": 9, "trainable": 9, "unchanged": []}})
+    put(paths.efficiency(r, "m", "layernorm", "0.0003"),
+        {"tensors_changed": {"changed": 4, "trainable": 9, "unchanged": ["model.language_model.norm.weight"]}})
     put(paths.efficiency(r, "m", "finetune", "0.0003"),
         {"parameters": {"trainable_params": 1000, "trainable_pct": 50.0}, "peak_memory_bytes": 8 * 1024 ** 3,
          "peak_memory_kind": "cuda_max_allocated", "step_time_s": 1.0})
@@ -114,6 +117,10 @@ def test_lr_sweep_table(results):
     assert sweep.columns == ["LLM", "strategy", "0.001", "0.0003", "0.0001", "chosen LR"]
     assert sweep.rows[1] == ["MM-M", "layernorm", 20.0, 20.0, None, "0.001"]
     assert "nan" in to_markdown(sweep)  # a diverged run's score is shown as what it is
+    # below the scores, per cell how many trainable tensors moved (None: no record); a partial no-op is named
+    assert sweep.rows[3] == ["MM-M", "layernorm: tensors changed", "9/9", "4/9", None, None]
+    assert sweep.rows[2][2:] == [None, None, None, None]
+    assert "cells where some trainable tensors did not change: m/layernorm/0.0003." in sweep.notes
 
 
 def test_render_formats():

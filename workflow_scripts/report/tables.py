@@ -145,22 +145,41 @@ def table2(config: dict, results: str, selection: dict) -> Table:
     return table
 
 
-def lr_sweep(config: dict, selection: dict) -> Table:
+def tensors_changed(results: str, llm: str, strategy: str, lr: str) -> str | None:
+    """"changed/trainable" tensors of a finished cell (None: no result, or written before this was recorded)."""
+    eff = paths.read_json(paths.efficiency(results, llm, strategy, lr))
+    changed = (eff or {}).get("tensors_changed")
+    return None if changed is None else f"{changed['changed']}/{changed['trainable']}"
+
+
+def lr_sweep(config: dict, results: str, selection: dict) -> Table:
+    """Scores per LR, then per LLM x strategy how many trainable tensors each cell's training changed."""
     lrs = [study.lr_text(x) for x in config["learning_rates"]]
     table = Table(f"LR sweep: {selection['benchmark']} {selection['metric']} per learning rate",
                   ["LLM", "strategy"] + lrs + ["chosen LR"])
+    changed_rows, no_ops = [], []
     for llm, model in config["models"].items():
         for strategy in config["strategies"]:
             sel = selection["selected"][llm][strategy]
             table.rows.append([model["label"], strategy] + [sel["scores"].get(lr) for lr in lrs] + [sel["lr"]])
-    table.notes = [f"chosen: {selection['rule']}."]
+            changed = [tensors_changed(results, llm, strategy, lr) for lr in lrs]
+            changed_rows.append([model["label"], f"{strategy}: tensors changed"] + changed + [None])
+            no_ops += [f"{llm}/{strategy}/{lr}" for lr, c in zip(lrs, changed)
+                       if c and c.split("/")[0] != c.split("/")[1]]
+    table.rows += changed_rows
+    table.notes = [f"chosen: {selection['rule']}.",
+                   "tensors changed: of the trainable tensors, how many differ (bit for bit) from their values before "
+                   "training. Below all, updates rounded away in the weights' precision (bf16 on GPUs: a norm near 1 "
+                   "ignores steps under 2^-8) and the cell trained less than it seems."]
+    if no_ops:
+        table.notes.append(f"cells where some trainable tensors did not change: {', '.join(no_ops)}.")
     return table
 
 
 def build(config: dict, results: str) -> dict[str, Table]:
     selection = paths.load_selection(results)
     return {"table1_main": table1(config, results, selection), "table2_efficiency": table2(config, results, selection),
-            "lr_sweep": lr_sweep(config, selection)}
+            "lr_sweep": lr_sweep(config, results, selection)}
 
 
 def write(tables: dict[str, Table], results: str) -> None:
