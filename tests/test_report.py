@@ -84,16 +84,17 @@ def test_table1_values_and_missing_cells(results):
     assert t1.columns == ["LLM", "strategy", "LR", "trainable %", "MME-P", "MME-P8", "MME-C", "Flickr30k", "POPE"]
     rows = {r[1]: r for r in t1.rows}
     assert rows["stage 1 only (connector)"][4:] == [10.0, None, 0.0, 1.0, 66.7]
-    assert rows["finetune"] == ["MM-M", "finetune", "0.0003", 50.0, 900.5, 700.5, 200.0, 12.0, 80.0]
-    assert rows["layernorm"] == ["MM-M", "layernorm", "0.001", 1.5, "1000.00 (150/2374)", "800.00 (150/2374)",
+    # strategies under the paper's names
+    assert rows["Finetune"] == ["MM-M", "Finetune", "0.0003", 50.0, 900.5, 700.5, 200.0, 12.0, 80.0]
+    assert rows["LayerNorm"] == ["MM-M", "LayerNorm", "0.001", 1.5, "1000.00 (150/2374)", "800.00 (150/2374)",
                                  "250.00 (150/2374)", 20.0, None]
-    assert rows["blind (finetune, blank images)"][2:] == ["0.0003", "n/a", None, None, None, None, None]  # not run
+    assert rows["blind (Finetune, blank images)"][2:] == ["0.0003", "n/a", None, None, None, None, None]  # not run
     md = to_markdown(t1)
-    assert ("| MM-M | layernorm | 0.001 | 1.500 | 1000.00 (150/2374) | 800.00 (150/2374) | 250.00 (150/2374) "
+    assert ("| MM-M | LayerNorm | 0.001 | 1.500 | 1000.00 (150/2374) | 800.00 (150/2374) | 250.00 (150/2374) "
             "| 20.00 | — |") in md
     csv_rows = list(csv.reader(io.StringIO(to_csv(t1))))
     assert csv_rows[0][1] == "strategy" and csv_rows[1][1] == "best no-image guess"
-    assert csv_rows[4] == ["MM-M", "finetune", "0.0003", "50.0", "900.5", "700.5", "200.0", "12.0", "80.0"]
+    assert csv_rows[4] == ["MM-M", "Finetune", "0.0003", "50.0", "900.5", "700.5", "200.0", "12.0", "80.0"]
     assert csv_rows[5][-1] == ""  # missing, not 0
     assert "& -- \\\\" in to_latex(t1)
 
@@ -106,7 +107,7 @@ def test_table2_efficiency_and_reductions(results):
          "peak_memory_kind": "cuda_max_allocated", "step_time_s": 0.8})
     put(paths.selection(results), select_lr.select(config, results))
     t2 = tables.build(config, results)["table2_efficiency"]
-    assert t2.rows[1] == ["MM-M", "layernorm", 100, 1.5, 2.0, "cuda_max_allocated", None, 0.5]
+    assert t2.rows[1] == ["MM-M", "LayerNorm", 100, 1.5, 2.0, "cuda_max_allocated", None, 0.5]
     # 100 vs 400 parameters, 2 vs 4 GiB, 0.5 vs 0.8 s: 75 %, 50 %, 37.5 % less.
     assert "trains 75.0 % fewer parameters than LoRA, with 50.0 % less peak memory and 37.5 % shorter steps" \
         in t2.notes[0]
@@ -115,10 +116,10 @@ def test_table2_efficiency_and_reductions(results):
 def test_lr_sweep_table(results):
     sweep = tables.build(CONFIG, results)["lr_sweep"]
     assert sweep.columns == ["LLM", "strategy", "0.001", "0.0003", "0.0001", "chosen LR"]
-    assert sweep.rows[1] == ["MM-M", "layernorm", 20.0, 20.0, None, "0.001"]
+    assert sweep.rows[1] == ["MM-M", "LayerNorm", 20.0, 20.0, None, "0.001"]
     assert "nan" in to_markdown(sweep)  # a diverged run's score is shown as what it is
     # below the scores, per cell how many trainable tensors moved (None: no record); a partial no-op is named
-    assert sweep.rows[3] == ["MM-M", "layernorm: tensors changed", "9/9", "4/9", None, None]
+    assert sweep.rows[3] == ["MM-M", "LayerNorm: tensors changed", "9/9", "4/9", None, None]
     assert sweep.rows[2][2:] == [None, None, None, None]
     assert "cells where some trainable tensors did not change: m/layernorm/0.0003." in sweep.notes
 

@@ -1,8 +1,10 @@
 """The real-scale benchmarks run here at toy shapes, so that they cannot rot before a GPU or a big host runs them:
 the GPU script (every strategy, stage 1, batched generation) and the host-memory benchmark of building the MLLM."""
 
+import copy
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ pytestmark = pytest.mark.slow
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -46,3 +49,27 @@ def test_build_memory_benchmark_runs_and_the_build_needs_less_than_the_old_one()
     assert current["dtypes"] == ["torch.bfloat16"]
     # the old build random-initialised a full fp32 model beside the loaded bf16 weights (2x their bytes)
     assert current["peak_rss_growth_bytes"] < previous["peak_rss_growth_bytes"]
+
+
+def test_study_cost_flops_model_by_hand():
+    study_cost = _load("study_cost")
+    cell = study_cost.Cell("m", "layernorm", n_fwd=100, n_trained_matmul=10, n_vision=50, image_tokens=4)
+    # forward 200 + activation grads 200 + weight grads 20 (+ recomputed forward 200)
+    assert study_cost.train_flops_per_token(cell, checkpointing=False) == 420
+    assert study_cost.train_flops_per_token(cell, checkpointing=True) == 620
+    assert study_cost.vision_flops_per_sample(cell) == 2 * 50 * 5  # the patches and CLS, forward only
+
+
+def test_study_cost_of_the_smoke_config_counts_every_job_and_grouping_pads_less(smoke_world, tiny_base_models):
+    study_cost = _load("study_cost")
+    config = copy.deepcopy(smoke_world[0])
+    llm = next(iter(config["models"]))
+    config["models"][llm]["path"], config["vision"]["path"] = tiny_base_models  # shapes from local config.json
+    lengths = [20, 200] * 40
+    grouped = study_cost.estimate(config, lengths, "A100-80G", 0.4, grouped=True)
+    uniform = study_cost.estimate(config, lengths, "A100-80G", 0.4, grouped=False)
+    assert grouped["padding_share"] < uniform["padding_share"]
+    g, u = grouped["gpu_hours"], uniform["gpu_hours"]
+    assert g["stage1"] == u["stage1"] > 0 and g["evaluate"] == u["evaluate"] > 0
+    assert 0 < g["finetune"] < u["finetune"]
+    assert g["total"] == pytest.approx(g["stage1"] + g["finetune"] + g["evaluate"])

@@ -106,8 +106,8 @@ def test_tables_and_figures_hold_the_measured_values(smoke_run):
         for ext in ("md", "csv", "tex"):
             assert (tmp_path / f"results/smoke/tables/{name}.{ext}").read_text().strip()
     rows = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/table1_main.csv").open())}
-    assert set(rows) == {"best no-image guess", "stage 1 only (connector)", "blind (finetune, blank images)",
-                         "text priors (layernorm, blank images in training and test)", "finetune", "layernorm"}
+    assert set(rows) == {"best no-image guess", "stage 1 only (connector)", "blind (Finetune, blank images)",
+                         "text priors (LayerNorm, blank images in training and test)", "Finetune", "LayerNorm"}
     guess = json.loads((tmp_path / "results/smoke/eval_stage1/smoke-vicuna/pope/metrics.json").read_text())
     assert float(rows["best no-image guess"]["POPE"]) == pytest.approx(guess["no_image_guess"]["f1_mean"], abs=1e-5)
     assert guess["no_image_guess"]["f1_mean"] == pytest.approx(200 / 3, abs=0.01)  # "yes" everywhere: P .5, R 1
@@ -121,17 +121,20 @@ def test_tables_and_figures_hold_the_measured_values(smoke_run):
     assert tested_blank["provenance"]["control"] == "blind"
     assert tested_blank["provenance"]["model"]["delta"]["sha256"] == sha256_file(
         tmp_path / f"results/smoke/finetune_text_priors/smoke-vicuna/layernorm/{priors}/trainable_delta.safetensors")
-    for strategy in ("finetune", "layernorm"):
+    for strategy, shown in (("finetune", "Finetune"), ("layernorm", "LayerNorm")):
         cell = tmp_path / f"results/smoke/eval/smoke-vicuna/{strategy}/{chosen[strategy]}"
-        assert rows[strategy]["LR"] == chosen[strategy]
-        assert float(rows[strategy]["POPE"]) == pytest.approx(
+        assert rows[shown]["LR"] == chosen[strategy]
+        assert float(rows[shown]["POPE"]) == pytest.approx(
             json.loads((cell / "pope/metrics.json").read_text())["f1_mean"], abs=1e-5)
-        assert float(rows[strategy]["MME-P"]) == pytest.approx(
+        assert float(rows[shown]["MME-P"]) == pytest.approx(
             json.loads((cell / "mme/metrics.json").read_text())["perception"], abs=1e-5)
     eff = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/table2_efficiency.csv").open())}
     measured = json.loads((tmp_path / f"results/smoke/finetune/smoke-vicuna/layernorm/{chosen['layernorm']}/"
                                       "efficiency.json").read_text())
-    assert int(eff["layernorm"]["trainable params"]) == measured["parameters"]["trainable_params"]
+    assert int(eff["LayerNorm"]["trainable params"]) == measured["parameters"]["trainable_params"]
+    sweep = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/lr_sweep.csv").open())}
+    changed = measured["tensors_changed"]
+    assert sweep["LayerNorm: tensors changed"][chosen["layernorm"]] == f"{changed['changed']}/{changed['trainable']}"
     for figure in ("lr_sweep", "loss"):
         png = (tmp_path / f"results/smoke/figures/{figure}_smoke-vicuna.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -183,7 +186,7 @@ def test_ablation_targets(smoke_run):
     full = json.loads((tmp_path / f"results/smoke/eval/smoke-vicuna/layernorm/{lr}/flickr30k/metrics.json").read_text())
     assert float(data[2]["Flickr30k"]) == pytest.approx(full["CIDEr"], abs=1e-5)  # `full` is the main run
     conn = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/ablation_connector.csv").open())}
-    assert set(conn) == {"layernorm", "connector_only"}
+    assert set(conn) == {"LayerNorm", "Connector only"}
     only = json.loads((tmp_path / f"results/smoke/finetune/smoke-vicuna/connector_only/{lr}/efficiency.json")
                       .read_text())
     assert only["parameters"]["groups"]["connector"]["trainable"] == only["parameters"]["trainable_params"]

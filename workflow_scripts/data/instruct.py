@@ -97,6 +97,11 @@ class InstructDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def lengths(self) -> list[int]:
+        """Tokens of each item (image tokens included), known without reading any image: what length-grouped
+        batching sorts by."""
+        return [len(enc.input_ids) for _, enc in self.items]
+
     def __getitem__(self, i: int) -> dict:
         record, enc = self.items[i]
         item = {"input_ids": torch.tensor(enc.input_ids), "labels": torch.tensor(enc.labels)}

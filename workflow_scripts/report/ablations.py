@@ -12,7 +12,7 @@ from functools import partial
 from workflow_scripts.io import write_text
 from workflow_scripts.report import cli, paths
 from workflow_scripts.report.render import RENDERERS, Table, to_markdown
-from workflow_scripts.report.tables import BENCH_COLUMNS, scores
+from workflow_scripts.report.tables import BENCH_COLUMNS, scores, shown
 
 
 def columns_for(benchmarks: list[str]) -> list[tuple[str, str, str]]:
@@ -22,7 +22,7 @@ def columns_for(benchmarks: list[str]) -> list[tuple[str, str, str]]:
 def data_type_table(config: dict, results: str, selection: dict) -> Table:
     spec = config["ablations"]["data_type"]
     cols = columns_for(spec["benchmarks"])
-    table = Table(f"Data-type ablation: {spec['strategy']} on {spec['subset_size']:,} records of one type",
+    table = Table(f"Data-type ablation: {shown(spec['strategy'])} on {spec['subset_size']:,} records of one type",
                   ["LLM", "subset", "records", "LR"] + [c[0] for c in cols])
     for llm, model in config["models"].items():
         lr = selection["selected"][llm][spec["strategy"]]["lr"]
@@ -39,14 +39,14 @@ def data_type_table(config: dict, results: str, selection: dict) -> Table:
 def connector_table(config: dict, results: str, selection: dict) -> Table:
     spec = config["ablations"]["connector"]
     cols = columns_for(spec["benchmarks"])
-    table = Table(f"Connector ablation at the LR chosen for {spec['base']}",
+    table = Table(f"Connector ablation at the LR chosen for {shown(spec['base'])}",
                   ["LLM", "strategy", "trainable %", "LR"] + [c[0] for c in cols], digits={"trainable %": 3})
     for llm, model in config["models"].items():
         lr = selection["selected"][llm][spec["base"]]["lr"]
         for strategy in spec["strategies"]:
             eff = paths.read_json(paths.efficiency(results, llm, strategy, lr)) if lr else None
             cells = scores(cols, partial(paths.eval_metrics, results, llm, strategy, lr)) if lr else [None] * len(cols)
-            table.rows.append([model["label"], strategy, eff["parameters"]["trainable_pct"] if eff else None, lr]
+            table.rows.append([model["label"], shown(strategy), eff["parameters"]["trainable_pct"] if eff else None, lr]
                               + cells)
     table.notes = ["— : the run has not finished or failed."]
     return table

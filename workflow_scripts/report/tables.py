@@ -12,6 +12,7 @@ from functools import partial
 
 from workflow_scripts import study
 from workflow_scripts.io import write_text
+from workflow_scripts.model.strategies import get_strategy
 from workflow_scripts.report import cli, paths
 from workflow_scripts.report.render import RENDERERS, Table, to_markdown
 
@@ -23,6 +24,11 @@ BENCH_COLUMNS = [("MME-P", "mme", "perception"), ("MME-P8", "mme", "perception_8
                  ("MSCOCO", "coco", "CIDEr"), ("Flickr30k", "flickr30k", "CIDEr"), ("POPE", "pope", "f1_mean")]
 TABLE_NAMES = ("table1_main", "table2_efficiency", "lr_sweep")
 GIB = 1024 ** 3
+
+
+def shown(strategy: str) -> str:
+    """A strategy as tables show it: the paper's name (LayerNorm, LoRA, Attn. QV Proj., ...)."""
+    return get_strategy(strategy).display
 
 
 def bench_columns(config: dict) -> list[tuple[str, str, str]]:
@@ -91,18 +97,20 @@ def table1(config: dict, results: str, selection: dict) -> Table:
         table.rows.append([label, f"stage 1 only ({trained})", "n/a", "n/a"]
                           + scores(columns, partial(paths.stage1_metrics, results, llm)))
         strategy, lr = blind_cell(config, selection, llm)
-        table.rows.append([label, f"blind ({strategy}, blank images)", lr, "n/a"]
+        table.rows.append([label, f"blind ({shown(strategy)}, blank images)", lr, "n/a"]
                           + (scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr,
                                                      evalset="eval_blind")) if lr else missing))
         for strategy in config.get("controls", {}).get("text_priors", []):
             lr = selection["selected"][llm][strategy]["lr"]
-            table.rows.append([label, f"text priors ({strategy}, blank images in training and test)", lr, "n/a"]
+            table.rows.append([label, f"text priors ({shown(strategy)}, blank images in training and test)", lr,
+                               "n/a"]
                               + (scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr,
                                                          evalset="eval_text_priors")) if lr else missing))
         for strategy in config["strategies"]:
             lr = selection["selected"][llm][strategy]["lr"]
             cells = scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr)) if lr else missing
-            table.rows.append([label, strategy, lr, trainable_pct(results, llm, strategy, lr, analytic)] + cells)
+            table.rows.append([label, shown(strategy), lr, trainable_pct(results, llm, strategy, lr, analytic)]
+                              + cells)
     table.notes = ["— : the run has not finished or failed (never a zero).",
                    "best no-image guess: per VQAv2 question type the training set's most common answer; \"yes\" "
                    "everywhere on MME and POPE (balanced: the best constant answer).",
@@ -133,7 +141,8 @@ def table2(config: dict, results: str, selection: dict) -> Table:
                       int(row["trainable_params"]) if row else None)
             memory = eff["peak_memory_bytes"] / GIB if eff and eff.get("peak_memory_bytes") else None
             measured[strategy] = (params, memory, eff["step_time_s"] if eff else None)
-            table.rows.append([model["label"], strategy, params, trainable_pct(results, llm, strategy, lr, analytic),
+            table.rows.append([model["label"], shown(strategy), params,
+                               trainable_pct(results, llm, strategy, lr, analytic),
                                memory, eff.get("peak_memory_kind") if eff else None,
                                float(row["total_gib"]) if row else None, measured[strategy][2]])
         if "layernorm" in measured and "lora" in measured:
@@ -161,9 +170,9 @@ def lr_sweep(config: dict, results: str, selection: dict) -> Table:
     for llm, model in config["models"].items():
         for strategy in config["strategies"]:
             sel = selection["selected"][llm][strategy]
-            table.rows.append([model["label"], strategy] + [sel["scores"].get(lr) for lr in lrs] + [sel["lr"]])
+            table.rows.append([model["label"], shown(strategy)] + [sel["scores"].get(lr) for lr in lrs] + [sel["lr"]])
             changed = [tensors_changed(results, llm, strategy, lr) for lr in lrs]
-            changed_rows.append([model["label"], f"{strategy}: tensors changed"] + changed + [None])
+            changed_rows.append([model["label"], f"{shown(strategy)}: tensors changed"] + changed + [None])
             no_ops += [f"{llm}/{strategy}/{lr}" for lr, c in zip(lrs, changed)
                        if c and c.split("/")[0] != c.split("/")[1]]
     table.rows += changed_rows

@@ -80,7 +80,7 @@ def main(argv=None) -> None:
         epochs=stage["epochs"], max_steps=stage.get("max_steps", -1), warmup_ratio=stage["warmup_ratio"],
         weight_decay=stage["weight_decay"], scheduler=stage["lr_scheduler"], precision=stage["precision"],
         gradient_checkpointing=stage["gradient_checkpointing"], save_steps=stage["save_steps"],
-        zero_stage=zero_stage, seed=config.get("seed", 0))
+        zero_stage=zero_stage, seed=config.get("seed", 0), group_by_length=stage["group_by_length"])
     collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
     identity = loop.run_identity(
         config, {k: getattr(args, k) for k in ("llm", "vision", "template", "strategy", "lr", "types", "count",
@@ -96,8 +96,12 @@ def main(argv=None) -> None:
         report = parameter_report(trainer.model, connector)
         save_safetensors(delta, args.delta, {"strategy": args.strategy, "connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
+        padding = loop.padding_share(dataset.lengths(), targs.per_device_train_batch_size,
+                                     targs.gradient_accumulation_steps, stage["group_by_length"], targs.data_seed)
         summary.update(strategy=args.strategy, lr=lr, blank_images=args.blank_images, records=len(dataset),
-                       dropped_records=dataset.dropped, tensors_changed=changes.changed_tensors(start_values, delta),
+                       dropped_records=dataset.dropped,
+                       padding={"grouped_by_length": stage["group_by_length"], "share": round(padding, 4)},
+                       tensors_changed=changes.changed_tensors(start_values, delta),
                        stage2=stage, parameters=report)
         write_json(args.efficiency, summary)
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from workflow_scripts import study
 from workflow_scripts.io import sha256_file
@@ -57,8 +58,9 @@ def deepspeed_config(zero_stage: int) -> dict | None:
 def training_arguments(out: str, *, lr: float, global_batch: int, per_device_batch: int, epochs: float,
                        max_steps: int, warmup_ratio: float, weight_decay: float, scheduler: str, precision: str,
                        gradient_checkpointing: bool, save_steps: int, zero_stage: int, seed: int,
-                       workers: int = 0) -> TrainingArguments:
-    """TrainingArguments with per-device batch x grad-accum x GPUs = global batch, whatever the GPU count."""
+                       workers: int = 0, group_by_length: bool = False) -> TrainingArguments:
+    """TrainingArguments with per-device batch x grad-accum x GPUs = global batch, whatever the GPU count.
+    ``group_by_length``: batches of similar length (see ``SeededLengthGroupedSampler``)."""
     _, world_size = world()
     micro, accum = study.batch_split(global_batch, per_device_batch, world_size)
     on_gpu = torch.cuda.is_available()
@@ -69,10 +71,42 @@ def training_arguments(out: str, *, lr: float, global_batch: int, per_device_bat
         use_cpu=not on_gpu, activation_checkpointing=gradient_checkpointing,
         deepspeed=deepspeed_config(zero_stage), save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         logging_steps=1, report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=workers,
-        remove_unused_columns=False, disable_tqdm=True, ddp_find_unused_parameters=False)
+        remove_unused_columns=False, disable_tqdm=True, ddp_find_unused_parameters=False,
+        train_sampling_strategy="group_by_length" if group_by_length else "random")
 
 
 TRAINABLE_STATE = "trainable_state.safetensors"
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """LLaVA's length grouping (``group_by_modality_length``; every record here has an image): random
+    mega-batches of 50 batches, each sorted by length, so a batch pads little. Its order is drawn from
+    (seed, epoch), not from the global RNG, so a resumed run replays exactly the batches of an uninterrupted one."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return super().__iter__()
+
+
+def padding_share(lengths: list[int], micro_batch: int, accumulation: int, grouped: bool, seed: int) -> float:
+    """Share of the token positions of an epoch's micro-batches that are padding, for the batching a run uses
+    (its first epoch's order; grouping works on micro-batch x accumulation, as GuardedTrainer's sampler)."""
+    if grouped:
+        order = list(SeededLengthGroupedSampler(micro_batch * accumulation, lengths, seed))
+    else:
+        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
+    real = padded = 0
+    for start in range(0, len(order), micro_batch):
+        batch = [lengths[i] for i in order[start: start + micro_batch]]
+        real, padded = real + sum(batch), padded + max(batch) * len(batch)
+    return 1 - real / padded if padded else 0.0
 
 
 class GuardedTrainer(Trainer):
@@ -105,6 +139,13 @@ class GuardedTrainer(Trainer):
                                      "(llm/strategy/lr) and the study goes on without it")
         return loss
 
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return SeededLengthGroupedSampler(batch, dataset.lengths(), self.args.data_seed or self.args.seed)
+        return super()._get_train_sampler(train_dataset)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         folder = output_dir or self.args.output_dir
