@@ -28,11 +28,12 @@ readme-table: $(STAMP)
 	python -m workflow_scripts.report.readme README.md results/demo/tables/table1_main.md
 
 test: $(STAMP)
-	pytest -q -m "not reruns"
+	pytest -q -m "not reruns and not long"
 
-# Reruns of a finished smoke workflow after one change each (forced cell, changed keys, deleted outputs).
+# Reruns of a finished smoke workflow after one change each (forced cell, changed keys, deleted outputs), and
+# the longer workflow variants (successive-halving LR selection).
 test-reruns: $(STAMP)
-	pytest -q -m reruns tests/test_reruns.py
+	pytest -q -m "reruns or long"
 
 lint: $(STAMP)
 	ruff check .

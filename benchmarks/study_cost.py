@@ -133,9 +133,10 @@ def padded_tokens(lengths: list[int] | None, config: dict, gpus: int, grouped: b
 
 
 def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grouped: bool,
-             checkpointing: dict[str, bool] | None = None) -> dict:
+             checkpointing: dict[str, bool] | None = None, halving: tuple[float, int] | None = None) -> dict:
     """GPU-hours of stage 1, the finetunes and the evaluations. ``checkpointing``: strategy -> on/off (default:
-    the config's stage2.gradient_checkpointing for every strategy)."""
+    the config's stage2.gradient_checkpointing for every strategy). ``halving`` (fraction, keep): successive-halving
+    selection, every LR trained to the rung and ``keep`` of them to the end (exact sweep when None)."""
     from workflow_scripts import study
 
     cells = model_cells(config)
@@ -149,7 +150,9 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
         flops = samples * ((s1.image_tokens + 1 + CAPTION_TOKENS) * train_flops_per_token(
             s1, config["stage1"]["gradient_checkpointing"]) + vision_flops_per_sample(s1))
         hours["stage1"] += flops / rate / 3600
-        runs = {s: len(config["learning_rates"]) for s in config["strategies"]}
+        n_lrs = len(config["learning_rates"])
+        swept = n_lrs if halving is None else n_lrs * halving[0] + halving[1] * (1 - halving[0])
+        runs = {s: swept for s in config["strategies"]}
         for s in config["controls"]["text_priors"]:
             runs[s] = runs.get(s, 0) + 1
         for strategy, count in runs.items():
@@ -170,7 +173,8 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
         per_item = {b: 2 * cell.n_fwd * (400 + spec.get("max_new_tokens", 10)) + vision_flops_per_sample(cell)
                     for b, spec in config["benchmarks"].items()}
         selection = config["selection"]["benchmark"]
-        evals = len(study.finetune_cells(config)) // len(config["models"]) * items[selection] * per_item[selection]
+        scored = n_lrs if halving is None else n_lrs + halving[1]  # the rung scores every LR, then the kept again
+        evals = len(config["strategies"]) * scored * items[selection] * per_item[selection]
         rows = len(config["strategies"]) + 2 + len(config["controls"]["text_priors"])  # + stage-1 and blind rows
         evals += rows * sum(items[b] * per_item[b] for b in items)
         hours["evaluate"] += evals / rate / 3600
@@ -198,14 +202,19 @@ def main(argv=None) -> dict:
     ungrouped = estimate(config, lengths, args.gpu, args.mfu, grouped=False)
     no_gc = estimate(config, lengths, args.gpu, args.mfu, grouped=config["stage2"]["group_by_length"],
                      checkpointing={s: False for s in [*config["strategies"], *config["controls"]["text_priors"]]})
+    h = config["selection"]["halving"]
+    halving = estimate(config, lengths, args.gpu, args.mfu, grouped=config["stage2"]["group_by_length"],
+                       halving=(h["fraction"], h["keep"]))
     out = {"config": args.config, "gpu": args.gpu, "mfu": args.mfu, "lengths": source,
-           "configured": configured, "random_batches": ungrouped, "no_gradient_checkpointing": no_gc}
+           "configured": configured, "random_batches": ungrouped, "no_gradient_checkpointing": no_gc,
+           "halving_selection": halving}
     print(f"# GPU bill of {args.config} on {args.gpu} at {args.mfu:.0%} of peak ({PEAK_TFLOPS[args.gpu]:.0f} TFLOPS)")
     print(f"instruct lengths: {source}")
     print("| batching | stage 1 | finetunes | evaluations | total GPU-hours | padding share |")
     print("|---|---|---|---|---|---|")
     for name, est in (("as configured", configured), ("random batches", ungrouped),
-                      ("as configured, no checkpointing (memory permitting)", no_gc)):
+                      ("as configured, no checkpointing (memory permitting)", no_gc),
+                      (f"selection.mode halving (fraction {h['fraction']:g}, keep {h['keep']})", halving)):
         h = est["gpu_hours"]
         print(f"| {name} | {h['stage1']:,.1f} | {h['finetune']:,.1f} | {h['evaluate']:,.1f} | {h['total']:,.1f} "
               f"| {est['padding_share']} |")

@@ -156,15 +156,37 @@ def evaluation_config_json(bench, strategy=None):
     return canonical_json(kept)
 
 
-def selection_inputs():
-    """The sweep: every finetune cell (but skip_cells) scored on the selection benchmark (what select_lr reads)."""
+HALVING = config["selection"]["mode"] == "halving"
+
+
+def rung_inputs():
+    """selection.mode halving: every cell of the sweep (but skip_cells) stopped at the rung, scored on the selection
+    benchmark (what select_rung reads)."""
     bench = config["selection"]["benchmark"]
-    return [paths.eval_metrics(RESULTS, c.llm, c.strategy, c.lr, bench) for c in study.swept_cells(config)]
+    return [paths.eval_metrics(RESULTS, c.llm, c.strategy, c.lr, bench, "eval_rung") for c in study.swept_cells(config)]
+
+
+def full_cells():
+    """The cells that train to the end: the whole sweep (exact mode), or the LRs the halving rung kept (once
+    checkpoint select_rung has run)."""
+    if not HALVING:
+        return study.swept_cells(config)
+    with open(checkpoints.select_rung.get().output.json) as f:
+        kept = json.load(f)["kept"]
+    return [c for c in study.swept_cells(config) if c.lr in kept[c.llm][c.strategy]]
+
+
+def selection_inputs():
+    """The fully trained cells scored on the selection benchmark (what select_lr reads; in halving mode, with the
+    rung's choice)."""
+    bench = config["selection"]["benchmark"]
+    rung = [paths.rung_selection(RESULTS)] if HALVING else []
+    return rung + [paths.eval_metrics(RESULTS, c.llm, c.strategy, c.lr, bench) for c in full_cells()]
 
 
 def sweep_efficiency_files():
-    """efficiency.json of every finetune cell of the sweep (but skip_cells)."""
-    return [paths.efficiency(RESULTS, c.llm, c.strategy, c.lr) for c in study.swept_cells(config)]
+    """efficiency.json of every fully trained cell of the sweep."""
+    return [paths.efficiency(RESULTS, c.llm, c.strategy, c.lr) for c in full_cells()]
 
 
 def selected_lrs():

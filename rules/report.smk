@@ -38,9 +38,29 @@ rule param_table:
 
 # Un-wildcarded checkpoint: once every sweep cell is scored on the selection benchmark, it picks one LR per
 # LLM x strategy; only then does the DAG know which models run the other benchmarks (report_inputs).
+# selection.mode halving: every LR's run stopped at the rung, scored; the `keep` best per LLM x strategy continue.
+checkpoint select_rung:
+    input:
+        rung_inputs(),
+    output:
+        json=paths.rung_selection(RESULTS),
+    params:
+        config=selection_config_json(),
+        results=lambda w, output: results_root_of(output[0]),
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{RESULTS}/logs/select_rung/select_rung.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/select_rung.tsv"
+    shell:
+        "python -m workflow_scripts.report.select_lr --rung --config-json {params.config:q}"
+        " --results {params.results} --json {output.json} > {log} 2>&1"
+
+
 checkpoint select_lr:
     input:
-        selection_inputs(),
+        lambda w: selection_inputs(),
     output:
         json=f"{RESULTS}/selection/best_lr.json",
         md=f"{RESULTS}/selection/best_lr.md",
@@ -83,7 +103,7 @@ rule tables:
     input:
         selection=f"{RESULTS}/selection/best_lr.json",
         results=report_inputs,
-        sweep_efficiency=sweep_efficiency_files(),  # the LR-sweep table says how many tensors each cell changed
+        sweep_efficiency=lambda w: sweep_efficiency_files(),  # the LR-sweep table: tensors each cell changed
     output:
         # The HTML version of each table goes into `snakemake --report`, shown inline with its own caption.
         [report_when_made(f, caption=f"captions/{os.path.basename(f)[: -len('.html')]}.rst", category="Tables")

@@ -35,8 +35,9 @@ rule pretrain_connector:
         " --threads {threads} > {log} 2>&1"
 
 
-# {trainset}: "finetune" (the study's cells) or "finetune_text_priors" (the same cell trained on blank images,
-# a control row of Table 1; see controls.text_priors).
+# {trainset}: "finetune" (the study's cells), "finetune_text_priors" (the same cell trained on blank images,
+# a control row of Table 1; see controls.text_priors) or "finetune_rung" (the first selection.halving.fraction of
+# the cell's run, in the cell's own checkpoint folder; selection.mode: halving).
 rule finetune:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
@@ -60,7 +61,9 @@ rule finetune:
         lr=lambda w: lr_value(w.lr),
         subset="",
         blank=lambda w: "--blank-images" if paths.TRAINSETS[w.trainset] else "",
-        checkpoints=lambda w: f"{RESULTS}/checkpoints/{w.trainset}/{w.llm}/{w.strategy}/{w.lr}",
+        stop=lambda w: f"--stop-at-fraction {config['selection']['halving']['fraction']}"
+        if w.trainset == paths.RUNG else "",
+        checkpoints=lambda w: f"{RESULTS}/checkpoints/{paths.checkpoint_trainset(w.trainset)}/{w.llm}/{w.strategy}/{w.lr}",
         tensorboard=lambda w: f"{RESULTS}/tensorboard/{w.trainset}/{w.llm}/{w.strategy}/{w.lr}",
         launch=lambda w: launcher(study.finetune_gpus(config, w.llm, w.strategy)),
     threads: 2
@@ -76,7 +79,7 @@ rule finetune:
         "{params.launch} -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
         " --connector {input.connector} --instruct-json {params.instruct} --images {params.images}"
         " --template {params.template} --strategy {params.strategy} --lr {params.lr} {params.subset}"
-        " {params.blank} --config-json {params.config:q} --checkpoints {params.checkpoints}"
+        " {params.blank} {params.stop} --config-json {params.config:q} --checkpoints {params.checkpoints}"
         " --delta {output.delta} --efficiency {output.efficiency} --tensorboard {params.tensorboard}"
         " --threads {threads} > {log} 2>&1"
 

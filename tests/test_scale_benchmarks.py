@@ -73,3 +73,16 @@ def test_study_cost_of_the_smoke_config_counts_every_job_and_grouping_pads_less(
     assert g["stage1"] == u["stage1"] > 0 and g["evaluate"] == u["evaluate"] > 0
     assert 0 < g["finetune"] < u["finetune"]
     assert g["total"] == pytest.approx(g["stage1"] + g["finetune"] + g["evaluate"])
+
+
+def test_study_cost_of_halving_selection_by_hand(smoke_world, tiny_base_models):
+    """Two LRs, fraction 0.25, keep 1: each strategy trains 2 x 0.25 + 1 x 0.75 = 1.25 runs instead of 2."""
+    study_cost = _load("study_cost")
+    config = copy.deepcopy(smoke_world[0])
+    llm = next(iter(config["models"]))
+    config["models"][llm]["path"], config["vision"]["path"] = tiny_base_models
+    config["controls"]["text_priors"] = []
+    exact = study_cost.estimate(config, None, "A100-80G", 0.4, grouped=True)["gpu_hours"]
+    halving = study_cost.estimate(config, None, "A100-80G", 0.4, grouped=True, halving=(0.25, 1))["gpu_hours"]
+    assert halving["finetune"] == pytest.approx(exact["finetune"] * 1.25 / 2)
+    assert halving["stage1"] == exact["stage1"] and halving["evaluate"] > exact["evaluate"]

@@ -170,6 +170,11 @@ def check_config(config: dict) -> None:
     unknown = [c for c in config.get("skip_cells", []) if c not in cells]
     if unknown:
         raise ConfigError(f"skip_cells: {unknown} are not cells of the sweep (llm/strategy/lr as in paths)")
+    sel = config.get("selection", {})
+    if sel.get("mode") == "halving" and sel.get("halving", {}).get("keep", 2) >= len(config["learning_rates"]):
+        raise ConfigError(f"selection.halving.keep: {sel['halving']['keep']} keeps every one of the "
+                          f"{len(config['learning_rates'])} learning rates, so the rung saves nothing: lower it, "
+                          "or use selection.mode exact")
     unknown = [s for s in config.get("controls", {}).get("text_priors", []) if s not in config["strategies"]]
     if unknown:
         raise ConfigError(f"controls.text_priors: {unknown} are not in strategies (the control runs at the "

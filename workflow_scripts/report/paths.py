@@ -9,9 +9,22 @@ import os
 #   eval              the cell's model, real images
 #   eval_blind        the same model, blank images (what it answers from the text alone)
 #   eval_text_priors  the cell trained on blank images, tested on blank images (what the instruct text teaches)
+#   eval_rung         the cell's run stopped at the halving rung (selection.mode: halving)
 EVALSETS = {"eval": ("finetune", False), "eval_blind": ("finetune", True),
-            "eval_text_priors": ("finetune_text_priors", True)}
-TRAINSETS = {"finetune": False, "finetune_text_priors": True}  # training run folder -> trained on blank images
+            "eval_text_priors": ("finetune_text_priors", True), "eval_rung": ("finetune_rung", False)}
+TRAINSETS = {"finetune": False, "finetune_text_priors": True, "finetune_rung": False}  # -> trained on blank images
+RUNG = "finetune_rung"
+
+
+def checkpoint_trainset(trainset: str) -> str:
+    """Whose checkpoint folder a training run uses: the rung is the first part of the cell's own run (the same
+    run identity), so the cell's full run resumes from where the rung stopped."""
+    return "finetune" if trainset == RUNG else trainset
+
+
+def rung_selection(results: str) -> str:
+    """The halving rung's scores and the LRs it lets continue (selection.mode: halving)."""
+    return os.path.join(results, "selection", "halving_rung.json")
 
 
 def eval_metrics(results: str, llm: str, strategy: str, lr: str, bench: str, evalset: str = "eval") -> str:

@@ -5,11 +5,17 @@ trains best; between equal scores the larger LR is the one that reached it in fe
 keeps the choice deterministic). A cell without a finished, finite score is left out; a strategy with none at all
 gets no selection (``lr: null``) and shows as missing in the tables.
 
-Entry: ``python -m workflow_scripts.report.select_lr --config-json J --results DIR --json OUT --md OUT``.
+``selection.mode: halving`` (successive halving, one rung): every LR first trains ``halving.fraction`` of its run
+(``--rung`` picks, per LLM x strategy, the ``halving.keep`` best scores of those partial runs); only those continue
+to the end, and the best of their final scores wins. Every LR still gets a score, from a cheaper partial run.
+
+Entry: ``python -m workflow_scripts.report.select_lr --config-json J --results DIR --json OUT --md OUT``
+(``--rung``: the halving rung's choice, ``--json`` only).
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 from workflow_scripts import study
@@ -23,16 +29,17 @@ def best_lr(scores: dict[str, float | None], lr_values: dict[str, float]) -> str
     return max(usable)[2] if usable else None
 
 
-def sweep_scores(config: dict, results: str, only_llm: str | None = None) -> dict[str, dict[str, dict]]:
+def sweep_scores(config: dict, results: str, only_llm: str | None = None,
+                 evalset: str = "eval") -> dict[str, dict[str, dict]]:
     """llm -> strategy -> LR text -> selection score (None where the result file is missing or the cell is in
-    skip_cells); one LLM if given."""
+    skip_cells); one LLM if given; ``evalset`` eval_rung: the scores at the halving rung."""
     bench, metric = selection_key(config)
     swept = set(study.swept_cells(config))
     out: dict = {}
     for cell in study.finetune_cells(config):
         if only_llm is not None and cell.llm != only_llm:
             continue
-        metrics = (paths.read_json(paths.eval_metrics(results, cell.llm, cell.strategy, cell.lr, bench))
+        metrics = (paths.read_json(paths.eval_metrics(results, cell.llm, cell.strategy, cell.lr, bench, evalset))
                    if cell in swept else None)
         score = None if metrics is None else metrics.get(metric)
         out.setdefault(cell.llm, {}).setdefault(cell.strategy, {})[cell.lr] = score
@@ -44,17 +51,48 @@ def selection_key(config: dict) -> tuple[str, str]:
     return sel.get("benchmark", "flickr30k"), sel.get("metric", "CIDEr")
 
 
+def top_lrs(scores: dict[str, float | None], lr_values: dict[str, float], keep: int) -> list[str]:
+    """The ``keep`` LRs with the highest finite scores (ties to the larger LR), best first."""
+    usable = sorted(((s, lr_values[lr], lr) for lr, s in scores.items() if s is not None and math.isfinite(s)),
+                    reverse=True)
+    return [lr for _, _, lr in usable[:keep]]
+
+
+def select_rung(config: dict, results: str) -> dict:
+    """The halving rung: per LLM x strategy, the partial runs' scores and the LRs that continue."""
+    halving = config["selection"]["halving"]
+    lr_values = {study.lr_text(x): x for x in config["learning_rates"]}
+    scores = sweep_scores(config, results, evalset="eval_rung")
+    kept = {llm: {s: top_lrs(sc, lr_values, halving["keep"]) for s, sc in by.items()} for llm, by in scores.items()}
+    return {"fraction": halving["fraction"], "keep": halving["keep"], "scores": scores, "kept": kept}
+
+
 def select(config: dict, results: str, only_llm: str | None = None) -> dict:
-    """The selection document: benchmark, metric, rule, and per LLM x strategy the chosen LR and all scores."""
+    """The selection document: benchmark, metric, rule, and per LLM x strategy the chosen LR and all scores (in
+    halving mode: the final scores of the LRs the rung kept, and every LR's rung score)."""
     bench, metric = selection_key(config)
     lr_values = {study.lr_text(x): x for x in config["learning_rates"]}
+    halving = config.get("selection", {}).get("mode", "exact") == "halving"
+    rung = paths.read_json(paths.rung_selection(results)) if halving else None
+    if halving and rung is None:
+        raise FileNotFoundError(f"{paths.rung_selection(results)}: selection.mode halving needs the rung's choice "
+                                "(rule select_rung) first")
     chosen = {}
     for llm, by_strategy in sweep_scores(config, results, only_llm).items():
         chosen[llm] = {}
         for strategy, scores in by_strategy.items():
+            if rung is not None:  # only the kept LRs trained to the end
+                kept = rung["kept"][llm][strategy]
+                scores = {lr: (s if lr in kept else None) for lr, s in scores.items()}
             lr = best_lr(scores, lr_values)
             chosen[llm][strategy] = {"lr": lr, "score": None if lr is None else scores[lr], "scores": scores}
-    return {"benchmark": bench, "metric": metric, "rule": "highest score; ties to the larger LR",
+            if rung is not None:
+                chosen[llm][strategy]["rung_scores"] = rung["scores"][llm][strategy]
+    rule = "highest score; ties to the larger LR"
+    if rung is not None:
+        rule = (f"successive halving: every LR trained {rung['fraction']:g} of its run, the {rung['keep']} best "
+                f"continued to the end; {rule}")
+    return {"benchmark": bench, "metric": metric, "rule": rule, "mode": "halving" if halving else "exact",
             "selected": chosen}
 
 
@@ -72,9 +110,17 @@ def markdown(doc: dict) -> str:
 def main(argv=None) -> None:
     ap = cli.report_parser(__doc__)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--md", required=True)
+    ap.add_argument("--md", default=None)
     ap.add_argument("--llm", default=None, help="only this LLM's sweep")
+    ap.add_argument("--rung", action="store_true", help="the halving rung's choice (writes --json)")
     args = cli.parse(ap, argv)
+    if args.rung:
+        doc = select_rung(args.config, args.results)
+        write_json(args.json, doc)
+        print(json.dumps(doc["kept"], indent=1))
+        return
+    if not args.md:
+        ap.error("--md is required")
     doc = select(args.config, args.results, args.llm)
     if args.json:
         write_json(args.json, doc)

@@ -182,6 +182,9 @@ def lr_sweep(config: dict, results: str, selection: dict) -> Table:
                    "ignores steps under 2^-8) and the cell trained less than it seems."]
     if no_ops:
         table.notes.append(f"cells where some trainable tensors did not change: {', '.join(no_ops)}.")
+    if selection.get("mode") == "halving":
+        table.notes.append("successive halving: a — is an LR stopped at the rung (its partial-run score is in "
+                           "selection/best_lr.json, rung_scores).")
     return table
 
 

@@ -39,6 +39,8 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--tensorboard", default=None, help="folder for this run's TensorBoard log")
     ap.add_argument("--blank-images", action="store_true",
                     help="train on blank images (the text-priors control: what the text alone teaches)")
+    ap.add_argument("--stop-at-fraction", type=float, default=None,
+                    help="halving rung: train this fraction of the run's steps, keep its checkpoints for the rest")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--inject-nan-at-step", type=int, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -86,8 +88,10 @@ def main(argv=None) -> None:
         config, {k: getattr(args, k) for k in ("llm", "vision", "template", "strategy", "lr", "types", "count",
                                              "blank_images")},
         {"connector": args.connector, "instruct_json": args.instruct_json, "llm": args.llm, "vision": args.vision})
+    # The rung's stop is not part of the identity: it is the first part of the same run.
+    stop = loop.StopAtFraction(args.stop_at_fraction) if args.stop_at_fraction else None
     trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step,
-                                               args.tensorboard)
+                                               args.tensorboard, stop)
     # Gathers are collective under ZeRO-3: every rank takes part, rank 0 writes.
     names = trainable_names(trainer.model)
     full = trainer.accelerator.get_state_dict(trainer.deepspeed) if zero_stage == 3 else None
@@ -103,9 +107,13 @@ def main(argv=None) -> None:
                        padding={"grouped_by_length": stage["group_by_length"], "share": round(padding, 4)},
                        tensors_changed=changes.changed_tensors(start_values, delta),
                        stage2=stage, parameters=report)
+        if stop is not None:
+            summary["rung"] = {"fraction": args.stop_at_fraction, "stopped_at_step": trainer.state.global_step,
+                               "of_steps": trainer.state.max_steps}
         write_json(args.efficiency, summary)
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
-        loop.release_checkpoints(args.checkpoints)
+        if stop is None:  # a rung leaves its checkpoint: the cell's full run resumes from it
+            loop.release_checkpoints(args.checkpoints)
 
 
 if __name__ == "__main__":

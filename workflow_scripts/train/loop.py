@@ -175,6 +175,23 @@ class MarkCompleteCheckpoints(TrainerCallback):
             tmp.replace(folder / COMPLETE)
 
 
+class StopAtFraction(TrainerCallback):
+    """Stop a run after ``fraction`` of its steps (at least one), saving a complete checkpoint there: the rung of
+    successive-halving LR selection. The schedule stays that of the whole run, so resuming from the checkpoint
+    continues exactly the run an uninterrupted job would have trained."""
+
+    def __init__(self, fraction: float):
+        self.fraction, self.stop_step = fraction, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.stop_step = max(1, math.ceil(self.fraction * state.max_steps))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.stop_step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
 class StepTimer(TrainerCallback):
     def __init__(self):
         self.times: list[float] = []
@@ -295,10 +312,12 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
 
 
 def run_training(model, targs: TrainingArguments, dataset, collator, identity: dict,
-                 inject_nan_at_step: int | None = None, tensorboard_dir: str | None = None):
+                 inject_nan_at_step: int | None = None, tensorboard_dir: str | None = None,
+                 stop: StopAtFraction | None = None):
     """Train with the guards above, resuming from the newest complete checkpoint in ``targs.output_dir`` when it
     was written by a run of the same ``identity`` (see ``claim_checkpoints``). With ``tensorboard_dir``, loss,
-    LR and grad norm go to a TensorBoard log there (a run that does not resume starts it afresh).
+    LR and grad norm go to a TensorBoard log there (a run that does not resume starts it afresh). ``stop``: end
+    the run early at a saved checkpoint (see ``StopAtFraction``).
     Returns (trainer, step timer, checkpoint resumed from or None)."""
     rank, _ = world()
     if rank == 0:
@@ -310,6 +329,8 @@ def run_training(model, targs: TrainingArguments, dataset, collator, identity: d
                              callbacks=[MarkCompleteCheckpoints(), timer], inject_nan_at_step=inject_nan_at_step)
     trainer.remove_callback(PrinterCallback)  # one bare dict per step; ProgressLog says where the run stands
     trainer.add_callback(ProgressLog(tokens=lambda: trainer.tokens_seen))
+    if stop is not None:
+        trainer.add_callback(stop)
     resume = last_complete_checkpoint(targs.output_dir)
     if resume:
         print(f"resuming from {resume}", flush=True)
