@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
                     "--cores", args.cores, f"{halving_root}/selection/best_lr.json"], check=True)
     exact = json.load(open(os.path.join(exact_root, "selection", "best_lr.json")))
     halving = json.load(open(os.path.join(halving_root, "selection", "best_lr.json")))
-    bench = config["selection"]["benchmark"]
+    bench = exact["benchmark"]
     rows, agree = [], 0
     for llm, by_strategy in exact["selected"].items():
         for strategy, sel in by_strategy.items():
