@@ -40,6 +40,7 @@ use rule finetune as finetune_data_subset with:
         config=lambda w: finetune_config_json(ABLATIONS["data_type"]["strategy"]),
         subset=lambda w: subset_args(w.subset),
         blank="",  # finetune's reads {trainset}, which this rule has not
+        stop="",  # (likewise: an ablation run always trains to the end)
         checkpoints=lambda w: f"{RESULTS}/checkpoints/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
         tensorboard=lambda w: f"{RESULTS}/tensorboard/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
         launch=lambda w: launcher(study.finetune_gpus(config, w.llm, ABLATIONS["data_type"]["strategy"])),

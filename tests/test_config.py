@@ -26,7 +26,9 @@ def test_paper_config_is_the_paper_grid():
     assert len(study.finetune_cells(config)) == 6 * 6 * 11
     assert {m["template"] for m in config["models"].values()} == {"vicuna_v1", "llama_2"}
     assert config["lora"] == {"r": 64, "alpha": 16, "dropout": 0.05}
-    assert config["selection"] == {"benchmark": "flickr30k", "metric": "CIDEr"}
+    # the paper's protocol: every LR trained to the end (halving is the opt-in cheaper mode)
+    assert config["selection"] == {"benchmark": "flickr30k", "metric": "CIDEr", "mode": "exact",
+                                   "halving": {"fraction": 0.15, "keep": 2}}
     assert set(config["benchmarks"]) == {"mme", "vqav2", "coco", "flickr30k", "pope"}
 
 
@@ -69,6 +71,8 @@ def test_yaml_short_exponent_is_a_string_and_rejected():
     (lambda c: c["ablations"]["data_type"].__setitem__("benchmarks", ["pope", "gqa"]),
      "ablations.data_type.benchmarks"),
     (lambda c: c.__setitem__("skip_cells", ["vicuna-7b/finetune/0.003"]), "skip_cells"),  # 3e-3 is not swept
+    (lambda c: c["selection"].update(mode="halving", halving={"fraction": 0.2, "keep": 11}),
+     "selection.halving.keep"),  # keeps all 11 LRs: the rung would save nothing
 ])
 def test_cross_key_checks_name_the_key(mutate, key):
     config = validated(yaml.safe_load((REPO / "config.yaml").read_text()))
