@@ -22,9 +22,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def save_random(model_class, config, folder: Path) -> None:
+    """A model of ``config`` with N(0, 0.02) bf16 weights, saved as safetensors (never initialised in fp32)."""
+    import torch
+
+    with torch.device("meta"):
+        model = model_class(config)
+    model = model.to_empty(device="cpu").to(torch.bfloat16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    model.save_pretrained(folder)
+
+
 def write_models(root: Path, layers: int, hidden: int, intermediate: int, vocab: int) -> tuple[str, str]:
     """A LLaMA of the given shape and CLIP ViT-L/14 (the paper's tower), random bf16 weights, safetensors."""
-    import torch
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
     from workflow_scripts.model.accounting import ARCH, _json
@@ -35,27 +47,14 @@ def write_models(root: Path, layers: int, hidden: int, intermediate: int, vocab:
     llm_cfg = LlamaConfig(**{**_json(ARCH / "llama2-7b.json"), "num_hidden_layers": layers, "hidden_size": hidden,
                              "intermediate_size": intermediate, "vocab_size": vocab,
                              "num_attention_heads": heads, "num_key_value_heads": heads})
-    with torch.device("meta"):
-        llm = LlamaForCausalLM(llm_cfg)
-    llm = llm.to_empty(device="cpu").to(torch.bfloat16)
-    with torch.no_grad():
-        for p in llm.parameters():
-            p.normal_(0, 0.02)
-    llm.save_pretrained(root / "llm")
+    save_random(LlamaForCausalLM, llm_cfg, root / "llm")
     tok = train_tokenizer([f"a photo of shape {i} and colour {i % 7}" for i in range(400)], 300)
     tok.add_tokens([f"<filler_{i}>" for i in range(vocab - len(tok))])  # LLaMA's vocabulary size, so that
     # adding <image> grows the embeddings by one row as at full scale
     tok.save_pretrained(root / "llm")
-    del llm
     vis_cfg = CLIPVisionConfig(**{k: v for k, v in _json(ARCH / "clip-vit-large-patch14.json").items()
                                   if not k.startswith("_")})
-    with torch.device("meta"):
-        vision = CLIPVisionModel(vis_cfg)
-    vision = vision.to_empty(device="cpu").to(torch.bfloat16)
-    with torch.no_grad():
-        for p in vision.parameters():
-            p.normal_(0, 0.02)
-    vision.save_pretrained(root / "vision")
+    save_random(CLIPVisionModel, vis_cfg, root / "vision")
     image_processor(vis_cfg.image_size).save_pretrained(root / "vision")
     return str(root / "llm"), str(root / "vision")
 
