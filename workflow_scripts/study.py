@@ -170,6 +170,10 @@ def check_config(config: dict) -> None:
     unknown = [c for c in config.get("skip_cells", []) if c not in cells]
     if unknown:
         raise ConfigError(f"skip_cells: {unknown} are not cells of the sweep (llm/strategy/lr as in paths)")
+    if config.get("connector", {}).get("image_start_end") and \
+            "embeddings" not in config.get("stage1", {}).get("trains", ["connector"]):
+        raise ConfigError("connector.image_start_end: the new <im_start>/<im_end> embeddings would never train before "
+                          "stage 2; add embeddings to stage1.trains (as LLaVA's stage 1 does with them)")
     sel = config.get("selection", {})
     if sel.get("mode") == "halving" and sel.get("halving", {}).get("keep", 2) >= len(config["learning_rates"]):
         raise ConfigError(f"selection.halving.keep: {sel['halving']['keep']} keeps every one of the "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from workflow_scripts.data.images import preprocess
-from workflow_scripts.data.labels import encode_conversation, expand_image_tokens, truncate
+from workflow_scripts.data.labels import encode_conversation, expand_image_tokens, image_markers, truncate
 from workflow_scripts.data.shards import ShardStream
 
 
@@ -37,7 +37,8 @@ class CaptionStream(torch.utils.data.IterableDataset):
         if not sample.caption.strip():
             return None  # an empty caption teaches nothing (img2dataset keeps such rows)
         enc = encode_conversation(self.tokenizer, "plain", [("", sample.caption.strip())], sample.key, has_image=True)
-        enc = truncate(expand_image_tokens(enc, self.image_token_id, self.n_image_tokens, sample.key),
+        enc = truncate(expand_image_tokens(enc, self.image_token_id, self.n_image_tokens, sample.key,
+                                           image_markers(self.tokenizer)),
                        self.max_length, self.image_token_id, sample.key)
         if enc is None:
             return None

@@ -19,6 +19,7 @@ from workflow_scripts.data.labels import (
     IMAGE_PLACEHOLDER,
     encode_conversation,
     expand_image_tokens,
+    image_markers,
     truncate,
 )
 from workflow_scripts.data.readers import DataFormatError, InstructRecord
@@ -81,10 +82,11 @@ class InstructDataset(torch.utils.data.Dataset):
                     check_image(os.path.join(image_dir, r.image))
                 except BadImageError as e:
                     raise BadImageError(f"record {r.id} of {source}: {e}") from None
+        markers = image_markers(tokenizer)
         for r in records:
             enc = encode_conversation(tokenizer, template, to_turns(r, source), r.id, has_image=r.image is not None)
             if r.image is not None:
-                enc = expand_image_tokens(enc, image_id, n_image_tokens, r.id)
+                enc = expand_image_tokens(enc, image_id, n_image_tokens, r.id, markers)
             enc = truncate(enc, max_length, image_id, r.id)
             if enc is None:
                 self.dropped += 1  # truncation left nothing to learn from

@@ -14,6 +14,22 @@ from workflow_scripts.data.conversation import get_template, render_segments
 
 IGNORE_INDEX = -100
 IMAGE_PLACEHOLDER = "<image>"
+# connector.image_start_end (LLaVA's mm_use_im_start_end): the image's tokens sit between these two, which the
+# tokenizer then holds as added tokens.
+IMAGE_START, IMAGE_END = "<im_start>", "<im_end>"
+
+
+def image_markers(tokenizer) -> tuple[int, int] | None:
+    """Ids of <im_start> and <im_end> when the tokenizer was given them (connector.image_start_end), else None."""
+    vocab = tokenizer.get_added_vocab()
+    return (vocab[IMAGE_START], vocab[IMAGE_END]) if IMAGE_START in vocab and IMAGE_END in vocab else None
+
+
+def with_image_markers(text: str, tokenizer) -> str:
+    """A prompt's ``<image>`` between the markers when the tokenizer has them (generation; training does it on ids)."""
+    if image_markers(tokenizer) is None:
+        return text
+    return text.replace(IMAGE_PLACEHOLDER, f"{IMAGE_START}{IMAGE_PLACEHOLDER}{IMAGE_END}")
 
 
 class LabelMaskError(ValueError):
@@ -77,14 +93,19 @@ def _check_answer(tokenizer, template, seg: list[int], answer: str, record_id: s
                              f"not the assistant text {answer.strip()!r}")
 
 
-def expand_image_tokens(enc: Encoded, image_token_id: int, n_image_tokens: int, record_id: str = "?") -> Encoded:
-    """Replace the single image placeholder by ``n_image_tokens`` copies (what the processor does), unsupervised."""
+def expand_image_tokens(enc: Encoded, image_token_id: int, n_image_tokens: int, record_id: str = "?",
+                        markers: tuple[int, int] | None = None) -> Encoded:
+    """Replace the single image placeholder by ``n_image_tokens`` copies (what the processor does), unsupervised;
+    with ``markers`` (start, end ids) between them, also unsupervised."""
     at = [i for i, t in enumerate(enc.input_ids) if t == image_token_id]
     if len(at) != 1:
         raise LabelMaskError(f"record {record_id}: expected one {IMAGE_PLACEHOLDER} token, found {len(at)}")
     i = at[0]
-    return Encoded(enc.input_ids[:i] + [image_token_id] * n_image_tokens + enc.input_ids[i + 1:],
-                   enc.labels[:i] + [IGNORE_INDEX] * n_image_tokens + enc.labels[i + 1:])
+    image = [image_token_id] * n_image_tokens
+    if markers is not None:
+        image = [markers[0], *image, markers[1]]
+    return Encoded(enc.input_ids[:i] + image + enc.input_ids[i + 1:],
+                   enc.labels[:i] + [IGNORE_INDEX] * len(image) + enc.labels[i + 1:])
 
 
 def truncate(enc: Encoded, max_length: int, image_token_id: int | None = None, record_id: str = "?") -> Encoded | None:

@@ -23,6 +23,7 @@ import time
 import torch
 
 from workflow_scripts import study
+from workflow_scripts.data.labels import with_image_markers
 from workflow_scripts.data.preflight import WHERE_TO_GET
 from workflow_scripts.evaluate import captioning, mme, pope, vqav2
 from workflow_scripts.evaluate.common import file_fingerprint
@@ -198,11 +199,14 @@ def main(argv=None) -> None:
         metrics["no_image_guess"] = module.score({i: module.parse(t) for i, t in guess.items()}, refs,
                                                  allow_partial=cfg.get("allow_partial", False), **options)
         metrics["no_image_guess"].pop("coverage", None)
+    def shown_prompt(p):  # the text the model was given (with <im_start>/<im_end> where the tokenizer has them)
+        return with_image_markers(prompt_text(p, args.template), processor.tokenizer)
+
     os.makedirs(args.out_dir, exist_ok=True)
     tmp = os.path.join(args.out_dir, f".predictions.jsonl.tmp{os.getpid()}")
     with open(tmp, "w") as f:
         for p, o in zip(prompts, outputs):
-            f.write(json.dumps({"id": p.id, "prompt": prompt_text(p, args.template), "image": p.image, "output": o,
+            f.write(json.dumps({"id": p.id, "prompt": shown_prompt(p), "image": p.image, "output": o,
                                 "parsed": parsed[p.id]}) + "\n")
     os.replace(tmp, os.path.join(args.out_dir, "predictions.jsonl"))
     metrics["provenance"] = {
@@ -211,7 +215,7 @@ def main(argv=None) -> None:
                                 "strategy": args.strategy,
                                 "delta": file_fingerprint(args.delta) if args.delta else None},
         "control": "blind" if args.blind else ("stage1" if args.connector and not args.delta else None),
-        "template": args.template, "example_prompt": prompt_text(prompts[0], args.template) if prompts else None,
+        "template": args.template, "example_prompt": shown_prompt(prompts[0]) if prompts else None,
         "shots": cfg.get("shots", 0), "decoding": {**decoding, "max_new_tokens": cfg["max_new_tokens"],
                                                    "batch_size": args.batch_size, "padding": "left"},
         "dtype": str(dtype).replace("torch.", ""), "prompts": len(prompts),

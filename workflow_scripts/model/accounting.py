@@ -49,9 +49,11 @@ def vision_config_for(config: dict) -> CLIPVisionConfig:
     return CLIPVisionConfig(**_json(ARCH / "clip-vit-large-patch14.json"))
 
 
-def meta_mllm(text: LlamaConfig, vision: CLIPVisionConfig, connector: str, select: str = "default"):
-    """A LlavaForConditionalGeneration without storage; the vocabulary grows by one for <image>."""
-    text.vocab_size += 1
+def meta_mllm(text: LlamaConfig, vision: CLIPVisionConfig, connector: str, select: str = "default",
+              added_tokens: int = 1):
+    """A LlavaForConditionalGeneration without storage; the vocabulary grows by ``added_tokens`` (<image>, and
+    <im_start>/<im_end> with connector.image_start_end)."""
+    text.vocab_size += added_tokens
     text.tie_word_embeddings = False
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=text.vocab_size - 1,
                       image_seq_length=image_token_count(vision, select), projector_hidden_act=CONNECTORS[connector],
@@ -90,8 +92,9 @@ def table(config: dict) -> list[dict]:
             gpus = study.finetune_gpus(config, llm, strategy)
             batch, _ = study.batch_split(stage2["global_batch"], stage2["per_device_batch"], gpus)
             text = text_config_for(config, llm)
-            model = meta_mllm(text, vision_config_for(config), connector, config["vision"].get("select_strategy",
-                                                                                             "default"))
+            added = 3 if config.get("connector", {}).get("image_start_end") else 1
+            model = meta_mllm(text, vision_config_for(config), connector,
+                              config["vision"].get("select_strategy", "default"), added)
             with torch.device("meta"):
                 model = apply_strategy(model, strategy, connector, config.get("lora"))
             report = parameter_report(model, connector)

@@ -24,7 +24,7 @@ from transformers import (
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 from transformers.utils import logging as hf_logging
 
-from workflow_scripts.data.labels import IMAGE_PLACEHOLDER
+from workflow_scripts.data.labels import IMAGE_END, IMAGE_PLACEHOLDER, IMAGE_START
 from workflow_scripts.model.weights import load_kwargs
 
 CONNECTORS = {"linear": "linear", "mlp2x_gelu": "gelu"}  # connector type -> projector_hidden_act
@@ -49,19 +49,22 @@ def image_token_count(vision_config, select_strategy: str = "default") -> int:
     return patches if select_strategy == "default" else patches + 1
 
 
-def load_tokenizer(llm_path: str):
-    """The LLM's tokenizer with the image placeholder added and right padding for training."""
+def load_tokenizer(llm_path: str, image_start_end: bool = False):
+    """The LLM's tokenizer with the image placeholder added (and ``<im_start>``/``<im_end>`` with
+    ``image_start_end``) and right padding for training."""
     tokenizer = AutoTokenizer.from_pretrained(llm_path, padding_side="right")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token  # LLaMA has no pad token; LLaVA pads with <unk>
     tokenizer.add_tokens([IMAGE_PLACEHOLDER], special_tokens=True)
+    if image_start_end:
+        tokenizer.add_tokens([IMAGE_START, IMAGE_END], special_tokens=True)
     return tokenizer
 
 
-def build_processor(llm_path: str, vision_path: str, select_strategy: str = "default"):
+def build_processor(llm_path: str, vision_path: str, select_strategy: str = "default", image_start_end: bool = False):
     """LlavaProcessor = the CLIP image processor + the LLM tokenizer (with ``<image>``)."""
     image_processor = AutoImageProcessor.from_pretrained(vision_path)
-    tokenizer = load_tokenizer(llm_path)
+    tokenizer = load_tokenizer(llm_path, image_start_end)
     vision = CLIPVisionModel.config_class.from_pretrained(vision_path)
     return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=vision.patch_size,
                           vision_feature_select_strategy=select_strategy, num_additional_image_tokens=1,
@@ -69,12 +72,14 @@ def build_processor(llm_path: str, vision_path: str, select_strategy: str = "def
 
 
 def build_mllm(llm_path: str, vision_path: str, connector: str = "linear", feature_layer: int = -2,
-               select_strategy: str = "default", seed: int = 0, dtype=torch.float32, allow_pickle: bool = False):
+               select_strategy: str = "default", seed: int = 0, dtype=torch.float32, allow_pickle: bool = False,
+               image_start_end: bool = False):
     """(model, processor): base weights loaded into a fresh LlavaForConditionalGeneration. Safetensors only
-    unless ``allow_pickle`` (see model.weights)."""
+    unless ``allow_pickle`` (see model.weights). ``image_start_end``: LLaVA's ``mm_use_im_start_end``, two more
+    tokens around the image's (their embeddings start at the mean embedding)."""
     if connector not in CONNECTORS:
         raise ValueError(f"connector must be one of {sorted(CONNECTORS)}, got {connector!r}")
-    processor = build_processor(llm_path, vision_path, select_strategy)
+    processor = build_processor(llm_path, vision_path, select_strategy, image_start_end)
     tokenizer = processor.tokenizer
     llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, **load_kwargs(llm_path, allow_pickle))
     with expected_warnings_muted():

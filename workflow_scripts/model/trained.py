@@ -73,7 +73,8 @@ def build_trained(llm: str, vision: str, config: dict, connector_path: str, stra
     vision_cfg = config["vision"]
     model, processor = build_mllm(llm, vision, connector, vision_cfg.get("feature_layer", -2),
                                   vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0),
-                                  dtype=dtype, allow_pickle=config.get("allow_pickle_checkpoints", False))
+                                  dtype=dtype, allow_pickle=config.get("allow_pickle_checkpoints", False),
+                                  image_start_end=config.get("connector", {}).get("image_start_end", False))
     load_connector(model, connector_path, connector)
     if strategy is not None:
         model = apply_strategy(model, strategy, connector, config.get("lora"))

@@ -65,7 +65,8 @@ def main(argv=None) -> None:
     dtype = torch.bfloat16 if torch.cuda.is_available() and stage["precision"] == "bf16" else torch.float32
     model, processor = build_mllm(args.llm, args.vision, connector, vision_cfg.get("feature_layer", -2),
                                   vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0), dtype=dtype,
-                                  allow_pickle=config.get("allow_pickle_checkpoints", False))
+                                  allow_pickle=config.get("allow_pickle_checkpoints", False),
+                                  image_start_end=config.get("connector", {}).get("image_start_end", False))
     load_connector(model, args.connector, connector)
     model = apply_strategy(model, args.strategy, connector, config.get("lora"))
     if stage["gradient_checkpointing"]:

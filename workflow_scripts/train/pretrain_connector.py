@@ -59,7 +59,8 @@ def main(argv=None) -> None:
     model, processor = build_mllm(args.llm, args.vision, connector, vision_cfg.get("feature_layer", -2),
                                   vision_cfg.get("select_strategy", "default"), seed=config.get("seed", 0),
                                   dtype=dtype or torch.float32,
-                                  allow_pickle=config.get("allow_pickle_checkpoints", False))
+                                  allow_pickle=config.get("allow_pickle_checkpoints", False),
+                                  image_start_end=config.get("connector", {}).get("image_start_end", False))
     trained = train_only(model, stage["trains"], connector)
     # Under DDP/DeepSpeed the main process reads the shards and dispatches batches (accelerate's default for
     # iterable datasets), so the stream itself is not split by rank here.
