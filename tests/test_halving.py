@@ -61,3 +61,34 @@ def test_a_continued_run_ends_where_an_uninterrupted_one_does(halving_run, smoke
         assert set(continued) == set(straight)
         for name in straight:
             assert torch.allclose(continued[name], straight[name], atol=1e-6), (strategy, name)
+
+
+def test_switching_to_exact_trains_only_the_stopped_lrs_from_their_rung(halving_run):
+    """The rerun nobody plans: the same results root, the mode set back to exact. The dry run announces the two
+    stopped cells' finetunes and their scores; they resume from the rung's checkpoint; the kept cells stay."""
+    from test_reruns import executed, planned
+
+    work = halving_run
+    config = yaml.safe_load((work / "halving.yaml").read_text())
+    config["selection"]["mode"] = "exact"
+    (work / "exact.yaml").write_text(yaml.safe_dump(config))
+    kept = json.loads((work / f"{R}/selection/halving_rung.json").read_text())["kept"][LLM]
+    deltas = {s: (work / f"{R}/finetune/{LLM}/{s}/{lrs[0]}/trainable_delta.safetensors").stat().st_mtime_ns
+              for s, lrs in kept.items()}
+    args = ("--configfile", str(work / "exact.yaml"), "--cores", "2", f"{R}/selection/best_lr.json")
+    dry = snakemake(work, *args, "-n")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    plan = planned(dry)
+    assert plan["finetune"] == 2 and plan["evaluate"] == 2 and plan["select_lr"] == 1
+    run = snakemake(work, *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert executed(run) == plan
+    for strategy, lrs in kept.items():
+        stopped = next(lr for lr in ("0.003", "0.001") if lr not in lrs)
+        resumed = json.loads((work / f"{R}/finetune/{LLM}/{strategy}/{stopped}/efficiency.json").read_text())
+        assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps_this_run"] == 1
+        assert (work / f"{R}/finetune/{LLM}/{strategy}/{lrs[0]}/trainable_delta.safetensors").stat().st_mtime_ns \
+            == deltas[strategy]
+    chosen = json.loads((work / f"{R}/selection/best_lr.json").read_text())
+    assert chosen["mode"] == "exact"
+    assert all(s is not None for sel in chosen["selected"][LLM].values() for s in sel["scores"].values())
