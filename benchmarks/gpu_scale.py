@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaForConditionalGeneration
 
-from workflow_scripts.model.accounting import ARCH, _json
-from workflow_scripts.model.build import image_token_count
+from workflow_scripts.model.accounting import ARCH, _json, mllm_config
 from workflow_scripts.model.strategies import STRATEGIES, apply_strategy, group_of, parameter_report
 
 GIB = 2**30
@@ -51,11 +50,7 @@ def random_mllm(shape: str, device: str, dtype: torch.dtype):
     """The MLLM at ``shape`` with random weights, built directly on ``device`` in ``dtype`` (the vocabulary grows
     by one for <image>; the linear connector's second layer is the identity, as in model.build)."""
     text, vision = configs(shape)
-    text.vocab_size += 1
-    text.tie_word_embeddings = False
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=text.vocab_size - 1,
-                      image_seq_length=image_token_count(vision), projector_hidden_act="linear",
-                      tie_word_embeddings=False)
+    cfg = mllm_config(text, vision, "linear")
     with torch.device(device):
         model = LlavaForConditionalGeneration._from_config(cfg, dtype=dtype)
     with torch.no_grad():

@@ -19,7 +19,7 @@ from workflow_scripts.data.labels import (
     Encoded,
     expand_image_tokens,
     image_markers,
-    with_image_markers,
+    image_prompt_text,
 )
 from workflow_scripts.model.build import build_mllm
 
@@ -48,7 +48,7 @@ def test_model_tokenizer_and_data_with_markers(tiny_base_models, smoke_world):
     ids = ds[0]["input_ids"].tolist()
     image = [i for i, t in enumerate(ids) if t == model.config.image_token_index]
     assert ids[image[0] - 1] == start and ids[image[-1] + 1] == end and len(image) == model.config.image_seq_length
-    prompt = with_image_markers("USER: <image>\nWhat is it? ASSISTANT:", tok)
+    prompt = "USER: <image>\nWhat is it? ASSISTANT:".replace("<image>", image_prompt_text(tok))
     assert prompt == f"USER: {IMAGE_START}<image>{IMAGE_END}\nWhat is it? ASSISTANT:"
     # the processor expands the image inside the markers, and the model generates from it
     from PIL import Image

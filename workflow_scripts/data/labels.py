@@ -25,11 +25,12 @@ def image_markers(tokenizer) -> tuple[int, int] | None:
     return (vocab[IMAGE_START], vocab[IMAGE_END]) if IMAGE_START in vocab and IMAGE_END in vocab else None
 
 
-def with_image_markers(text: str, tokenizer) -> str:
-    """A prompt's ``<image>`` between the markers when the tokenizer has them (generation; training does it on ids)."""
+def image_prompt_text(tokenizer) -> str:
+    """What ``<image>`` becomes in a generation prompt: itself, or between the markers when the tokenizer has
+    them (training does the same on ids, in ``expand_image_tokens``)."""
     if image_markers(tokenizer) is None:
-        return text
-    return text.replace(IMAGE_PLACEHOLDER, f"{IMAGE_START}{IMAGE_PLACEHOLDER}{IMAGE_END}")
+        return IMAGE_PLACEHOLDER
+    return f"{IMAGE_START}{IMAGE_PLACEHOLDER}{IMAGE_END}"
 
 
 class LabelMaskError(ValueError):

@@ -10,7 +10,7 @@ import torch
 
 from workflow_scripts.data.conversation import generation_prompt
 from workflow_scripts.data.images import blank_like, load_rgb, preprocess
-from workflow_scripts.data.labels import with_image_markers
+from workflow_scripts.data.labels import IMAGE_PLACEHOLDER, image_prompt_text
 from workflow_scripts.evaluate.common import Prompt
 
 
@@ -30,7 +30,8 @@ def generate(model, processor, prompts: list[Prompt], template: str, max_new_tok
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
     model.eval()
-    texts = [with_image_markers(prompt_text(p, template), tokenizer) for p in prompts]
+    image = image_prompt_text(tokenizer)  # <image>, or between <im_start>/<im_end> (connector.image_start_end)
+    texts = [prompt_text(p, template).replace(IMAGE_PLACEHOLDER, image) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(tokenizer(texts[i])["input_ids"]))
     rank, world = _world()
     mine = order[rank::world]

@@ -23,7 +23,7 @@ import time
 import torch
 
 from workflow_scripts import study
-from workflow_scripts.data.labels import with_image_markers
+from workflow_scripts.data.labels import IMAGE_PLACEHOLDER, image_prompt_text
 from workflow_scripts.data.preflight import WHERE_TO_GET
 from workflow_scripts.evaluate import captioning, mme, pope, vqav2
 from workflow_scripts.evaluate.common import file_fingerprint
@@ -199,8 +199,10 @@ def main(argv=None) -> None:
         metrics["no_image_guess"] = module.score({i: module.parse(t) for i, t in guess.items()}, refs,
                                                  allow_partial=cfg.get("allow_partial", False), **options)
         metrics["no_image_guess"].pop("coverage", None)
+    image = image_prompt_text(processor.tokenizer)
+
     def shown_prompt(p):  # the text the model was given (with <im_start>/<im_end> where the tokenizer has them)
-        return with_image_markers(prompt_text(p, args.template), processor.tokenizer)
+        return prompt_text(p, args.template).replace(IMAGE_PLACEHOLDER, image)
 
     os.makedirs(args.out_dir, exist_ok=True)
     tmp = os.path.join(args.out_dir, f".predictions.jsonl.tmp{os.getpid()}")

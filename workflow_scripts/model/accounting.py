@@ -49,17 +49,22 @@ def vision_config_for(config: dict) -> CLIPVisionConfig:
     return CLIPVisionConfig(**_json(ARCH / "clip-vit-large-patch14.json"))
 
 
-def meta_mllm(text: LlamaConfig, vision: CLIPVisionConfig, connector: str, select: str = "default",
-              added_tokens: int = 1):
-    """A LlavaForConditionalGeneration without storage; the vocabulary grows by ``added_tokens`` (<image>, and
-    <im_start>/<im_end> with connector.image_start_end)."""
+def mllm_config(text: LlamaConfig, vision: CLIPVisionConfig, connector: str, select: str = "default",
+                added_tokens: int = 1) -> LlavaConfig:
+    """The Llava config of an LLM + CLIP shape as the study assembles it; the vocabulary grows by ``added_tokens``
+    (<image>, and <im_start>/<im_end> with connector.image_start_end), the last added being <image>."""
     text.vocab_size += added_tokens
     text.tie_word_embeddings = False
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=text.vocab_size - 1,
-                      image_seq_length=image_token_count(vision, select), projector_hidden_act=CONNECTORS[connector],
-                      tie_word_embeddings=False)
+    return LlavaConfig(vision_config=vision, text_config=text, image_token_index=text.vocab_size - 1,
+                       image_seq_length=image_token_count(vision, select), projector_hidden_act=CONNECTORS[connector],
+                       tie_word_embeddings=False)
+
+
+def meta_mllm(text: LlamaConfig, vision: CLIPVisionConfig, connector: str, select: str = "default",
+              added_tokens: int = 1):
+    """A LlavaForConditionalGeneration without storage (see ``mllm_config``)."""
     with torch.device("meta"):
-        return LlavaForConditionalGeneration(cfg)
+        return LlavaForConditionalGeneration(mllm_config(text, vision, connector, select, added_tokens))
 
 
 def memory_estimate(report: dict, text: LlamaConfig, batch: int, seq: int, gpus: int, zero_stage: int) -> dict:

@@ -268,14 +268,13 @@ def last_complete_checkpoint(folder: str) -> str | None:
 def peak_rss_bytes() -> int:
     """This process's peak RSS. VmHWM where Linux has it: ru_maxrss keeps what the parent had when it forked
     (Snakemake, a shell), VmHWM starts afresh at exec."""
-    try:
-        with open("/proc/self/status") as f:
+    status = "/proc/self/status"
+    if os.path.exists(status):
+        with open(status) as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # no /proc (macOS): the best there is
 
 
 def peak_memory_bytes() -> tuple[int, str]:
