@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo readme-table test test-reruns lint dry-run clean-demo
+.PHONY: setup demo readme-table test test-reruns test-slurm lint dry-run clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,12 +28,18 @@ readme-table: $(STAMP)
 	python -m workflow_scripts.report.readme README.md results/demo/tables/table1_main.md
 
 test: $(STAMP)
-	pytest -q -m "not reruns and not long"
+	pytest -q -m "not reruns and not long and not slurm"
 
 # Reruns of a finished smoke workflow after one change each (forced cell, changed keys, deleted outputs), and
 # the longer workflow variants (successive-halving LR selection).
 test-reruns: $(STAMP)
 	pytest -q -m "reruns or long"
+
+# The smoke workflow through profiles/slurm on a one-node SLURM cluster that tests/slurm/cluster.sh installs
+# (Debian packages, as root) and starts on this machine; the cluster is stopped again however the tests end.
+test-slurm: $(STAMP)
+	tests/slurm/cluster.sh start
+	pytest -q -s -m slurm tests/test_slurm.py; status=$$?; tests/slurm/cluster.sh stop; exit $$status
 
 lint: $(STAMP)
 	ruff check .

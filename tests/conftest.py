@@ -168,12 +168,13 @@ def trained_base_models(smoke_world, tmp_path_factory):
     return str(out / "llm"), str(out / "vision"), metrics
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600):
-    """Snakemake's CLI on the repository's Snakefile in ``workdir`` (the default profile applies)."""
+def snakemake(workdir: Path, *args: str, timeout: int = 600, env: dict | None = None):
+    """Snakemake's CLI on the repository's Snakefile in ``workdir`` (the default profile applies unless
+    ``--profile`` is given); ``env`` replaces the child's environment (default: ``subprocess_env()``)."""
     import subprocess
 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or subprocess_env(), timeout=timeout)
 
 
 @pytest.fixture(scope="session")
