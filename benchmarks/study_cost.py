@@ -119,12 +119,13 @@ def instruct_lengths(config: dict) -> tuple[list[int] | None, str]:
     return lengths, f"{len(lengths):,} records of {path}, tokenized with {llm}'s tokenizer"
 
 
-def padded_tokens(lengths: list[int] | None, config: dict, gpus: int, grouped: bool) -> tuple[float, float]:
-    """(token positions trained per epoch, padding share) for one cell on ``gpus`` GPUs."""
+def padded_tokens(lengths: list[int] | None, config: dict, stage: dict, gpus: int,
+                  grouped: bool) -> tuple[float, float]:
+    """(token positions trained per epoch, padding share) for one cell with stage-2 settings ``stage`` on
+    ``gpus`` GPUs."""
     from workflow_scripts import study
     from workflow_scripts.train.loop import padding_share
 
-    stage = config["stage2"]
     if lengths is None:
         return DEFAULT_RECORDS * DEFAULT_TOKENS, 0.0
     micro, accum = study.batch_split(stage["global_batch"], stage["per_device_batch"], gpus)
@@ -135,13 +136,12 @@ def padded_tokens(lengths: list[int] | None, config: dict, gpus: int, grouped: b
 def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grouped: bool,
              checkpointing: dict[str, bool] | None = None, halving: tuple[float, int] | None = None) -> dict:
     """GPU-hours of stage 1, the finetunes and the evaluations. ``checkpointing``: strategy -> on/off (default:
-    the config's stage2.gradient_checkpointing for every strategy). ``halving`` (fraction, keep): successive-halving
+    each cell's stage2 setting, stage2.by_cell applied). ``halving`` (fraction, keep): successive-halving
     selection, every LR trained to the rung and ``keep`` of them to the end (exact sweep when None)."""
     from workflow_scripts import study
 
     cells = model_cells(config)
     rate = PEAK_TFLOPS[gpu] * 1e12 * mfu
-    stage2 = config["stage2"]
     hours = {"stage1": 0.0, "finetune": 0.0, "evaluate": 0.0}
     shares = []
     for llm in config["models"]:
@@ -156,8 +156,9 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
         for s in config["controls"]["text_priors"]:
             runs[s] = runs.get(s, 0) + 1
         for strategy, count in runs.items():
-            cell = cells[(llm, strategy)]
-            tokens, share = padded_tokens(lengths, config, study.finetune_gpus(config, llm, strategy), grouped)
+            cell, stage2 = cells[(llm, strategy)], study.stage2_for(config, llm, strategy)
+            tokens, share = padded_tokens(lengths, config, stage2, study.finetune_gpus(config, llm, strategy),
+                                          grouped)
             shares.append(share)
             gc = stage2["gradient_checkpointing"] if checkpointing is None else checkpointing[strategy]
             records = len(lengths) if lengths else DEFAULT_RECORDS
@@ -198,6 +199,9 @@ def main(argv=None) -> dict:
     validate(config, str(REPO / "config" / "schema.yaml"), set_default=True)
     os.chdir(REPO)  # data paths are relative to the repository
     lengths, source = instruct_lengths(config) if args.lengths_from_data else (None, "not read (--lengths-from-data)")
+    # Before issue #17: random batches and checkpointing in every cell (stage2.by_cell absent).
+    before = estimate({**config, "stage2": {k: v for k, v in config["stage2"].items() if k != "by_cell"}},
+                      lengths, args.gpu, args.mfu, grouped=False)
     configured = estimate(config, lengths, args.gpu, args.mfu, grouped=config["stage2"]["group_by_length"])
     ungrouped = estimate(config, lengths, args.gpu, args.mfu, grouped=False)
     no_gc = estimate(config, lengths, args.gpu, args.mfu, grouped=config["stage2"]["group_by_length"],
@@ -206,13 +210,14 @@ def main(argv=None) -> dict:
     halving = estimate(config, lengths, args.gpu, args.mfu, grouped=config["stage2"]["group_by_length"],
                        halving=(h["fraction"], h["keep"]))
     out = {"config": args.config, "gpu": args.gpu, "mfu": args.mfu, "lengths": source,
-           "configured": configured, "random_batches": ungrouped, "no_gradient_checkpointing": no_gc,
+           "before": before, "configured": configured, "random_batches": ungrouped, "no_gradient_checkpointing": no_gc,
            "halving_selection": halving}
     print(f"# GPU bill of {args.config} on {args.gpu} at {args.mfu:.0%} of peak ({PEAK_TFLOPS[args.gpu]:.0f} TFLOPS)")
     print(f"instruct lengths: {source}")
     print("| batching | stage 1 | finetunes | evaluations | total GPU-hours | padding share |")
     print("|---|---|---|---|---|---|")
-    for name, est in (("as configured", configured), ("random batches", ungrouped),
+    for name, est in (("before #17: random batches, checkpointing everywhere", before),
+                      ("as configured", configured), ("as configured, random batches", ungrouped),
                       ("as configured, no checkpointing (memory permitting)", no_gc),
                       (f"selection.mode halving (fraction {h['fraction']:g}, keep {h['keep']})", halving)):
         h = est["gpu_hours"]

@@ -37,7 +37,7 @@ use rule finetune as finetune_data_subset with:
     params:  # merged into finetune's: only what differs
         strategy=ABLATIONS.get("data_type", {}).get("strategy"),
         instruct=lambda w, input: input.instruct,
-        config=lambda w: finetune_config_json(ABLATIONS["data_type"]["strategy"]),
+        config=lambda w: finetune_config_json(w.llm, ABLATIONS["data_type"]["strategy"]),
         subset=lambda w: subset_args(w.subset),
         blank="",  # finetune's reads {trainset}, which this rule has not
         stop="",  # (likewise: an ablation run always trains to the end)

@@ -107,13 +107,14 @@ def _pick(*keys, **subkeys):
 def plan_config():
     """What the study grid reads: the axes and the batch split."""
     return json.dumps(_pick("models", "strategies", "learning_rates", "gpus",
-                            stage2=["global_batch", "per_device_batch"]))
+                            stage2=["global_batch", "per_device_batch", "gradient_checkpointing", "by_cell"]))
 
 
 def param_table_config():
     """What the efficiency table reads: model shapes, strategies, LoRA, connector, GPUs and the batch shape."""
     return json.dumps(_pick("models", "vision", "connector", "strategies", "lora", "deepspeed", "gpus", "data_root",
-                            stage2=["global_batch", "per_device_batch", "model_max_length"], toy_world=["root"]))
+                            stage2=["global_batch", "per_device_batch", "model_max_length", "gradient_checkpointing",
+                                    "by_cell"], toy_world=["root"]))
 
 
 def stage1_config_json():
@@ -121,11 +122,13 @@ def stage1_config_json():
     return canonical_json(_pick("seed", "vision", "connector", "stage1", "deepspeed", "allow_pickle_checkpoints"))
 
 
-def finetune_config_json(strategy):
-    """The keys a finetune of ``strategy`` reads. The LR grid is not among them (the cell's LR is passed as a
-    value: adding an LR to the grid trains only the new cells), nor are LoRA's settings for non-LoRA cells."""
-    keys = ["seed", "vision", "connector", "stage2", "deepspeed", "allow_pickle_checkpoints"]
-    return canonical_json(_pick(*keys, *(["lora"] if study.strategy_uses_lora(strategy) else [])))
+def finetune_config_json(llm, strategy):
+    """The keys a finetune of ``strategy`` on ``llm`` reads, stage2 as that cell trains (``stage2.by_cell``
+    applied). The LR grid is not among them (the cell's LR is passed as a value: adding an LR to the grid trains
+    only the new cells), nor are LoRA's settings for non-LoRA cells."""
+    keys = ["seed", "vision", "connector", "deepspeed", "allow_pickle_checkpoints"]
+    picked = _pick(*keys, *(["lora"] if study.strategy_uses_lora(strategy) else []))
+    return canonical_json({**picked, "stage2": study.stage2_for(config, llm, strategy)})
 
 
 def lr_value(lr_text):

@@ -56,7 +56,7 @@ rule finetune:
         template=lambda w: config["models"][w.llm]["template"],
         instruct=lambda w: study.data_path(config, "instruct_json"),
         images=lambda w: study.data_path(config, "instruct_images"),
-        config=lambda w: finetune_config_json(w.strategy),
+        config=lambda w: finetune_config_json(w.llm, w.strategy),
         strategy=lambda w: w.strategy,
         lr=lambda w: lr_value(w.lr),
         subset="",

@@ -7,6 +7,7 @@ import sys
 import pytest
 import yaml
 from conftest import REPO, load_config, subprocess_env
+from transformers import LlamaConfig
 
 from workflow_scripts.model import accounting
 
@@ -62,3 +63,33 @@ def test_rule_builds_table_for_paper_config_without_weights(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = list(csv.DictReader((tmp_path / "results/efficiency/param_table.csv").open()))
     assert len(rows) == 6 * 6 and set(accounting.COLUMNS) == set(rows[0])
+
+
+def test_memory_estimate_with_and_without_checkpointing_by_hand():
+    text = LlamaConfig(hidden_size=8, num_hidden_layers=3, num_attention_heads=2, vocab_size=10)
+    report = {"total_params": 1000, "trainable_params": 100}
+    b, s = 2, 4
+    gib = 2**30
+    off = accounting.memory_estimate(report, text, b, s, gpus=1, zero_stage=0, checkpointing=False)
+    on = accounting.memory_estimate(report, text, b, s, gpus=1, zero_stage=0, checkpointing=True)
+    logits = 4 * b * s * 10
+    # without: 34 bytes per token, layer and hidden unit in every layer (fused attention stores no s x s scores)
+    assert off["activations_gib"] == pytest.approx(round((34 * b * s * 8 * 3 + logits) / gib, 2))
+    # with: each layer's input (bf16) + one layer recomputed in full, s x s scores included
+    recomputed = b * s * 8 * (34 + 5 * 2 * s / 8)
+    assert on["activations_gib"] == pytest.approx(round((2 * b * s * 8 * 3 + recomputed + logits) / gib, 2))
+    assert off["weights_gib"] == on["weights_gib"] == round(2 * 1000 / gib, 2)
+
+
+def test_paper_defaults_turn_checkpointing_off_only_where_it_fits():
+    """config.yaml's stage2.by_cell: every cell it takes off checkpointing fits an 80 GB GPU with >= 10 % to
+    spare, and at the configured 16 per device without checkpointing it would not have fitted."""
+    config = load_config("config.yaml")
+    rows = accounting.table(config)
+    off = [r for r in rows if not r["gradient_checkpointing"]]
+    assert off and {r["strategy"] for r in off} == {"lora", "attn_qv", "attn_mlp", "layernorm", "layernorm_simp"}
+    for r in off:
+        assert r["total_gib"] <= 0.9 * 80e9 / 2**30 and r["fits_80gb"], r
+    config["stage2"]["by_cell"] = {size: {s: {"gradient_checkpointing": False} for s in config["strategies"]}
+                                   for size in ("7b", "13b")}
+    assert not any(r["fits_80gb"] for r in accounting.table(config))

@@ -49,6 +49,9 @@ def _bad(mutate):
     (lambda c: c["stage1"].__setitem__("per_device_batch", -4), "per_device_batch"),
     (lambda c: c.__setitem__("learning_rates", ["2e-5"]), "learning_rates"),
     (lambda c: c["ablations"]["connector"]["strategies"].append("bitfit"), "strategies"),
+    (lambda c: c["stage2"]["by_cell"]["7b"].__setitem__("layernrom", {"gradient_checkpointing": False}),
+     "layernrom"),
+    (lambda c: c["stage2"]["by_cell"]["7b"]["lora"].__setitem__("zero_stage", 3), "zero_stage"),
 ])
 def test_schema_rejects_bad_config_naming_the_key(mutate, key):
     with pytest.raises(jsonschema.ValidationError) as err:
@@ -73,6 +76,7 @@ def test_yaml_short_exponent_is_a_string_and_rejected():
     (lambda c: c.__setitem__("skip_cells", ["vicuna-7b/finetune/0.003"]), "skip_cells"),  # 3e-3 is not swept
     (lambda c: c["selection"].update(mode="halving", halving={"fraction": 0.2, "keep": 11}),
      "selection.halving.keep"),  # keeps all 11 LRs: the rung would save nothing
+    (lambda c: c["stage2"]["by_cell"].__setitem__("70b", {"lora": {"per_device_batch": 1}}), "stage2.by_cell.70b"),
 ])
 def test_cross_key_checks_name_the_key(mutate, key):
     config = validated(yaml.safe_load((REPO / "config.yaml").read_text()))

@@ -54,3 +54,20 @@ def test_finetune_gpus_by_size_and_strategy():
     assert study.finetune_gpus(config, "vicuna-13b", "layernorm") == 2
     config["gpus"]["finetune"] = {"7b": {"layernorm": 1}}
     assert study.finetune_gpus(config, "vicuna-7b", "lora") == 1  # no default: one GPU
+
+
+def test_stage2_for_applies_by_cell_to_the_named_cells_only():
+    config = load_config("config.yaml")
+    stage = study.stage2_for(config, "vicuna-13b", "layernorm")
+    assert (stage["gradient_checkpointing"], stage["per_device_batch"]) == (False, 2)
+    assert study.stage2_for(config, "vicuna-7b", "layernorm")["per_device_batch"] == 4
+    # Not named: exactly stage2 as configured, without the by_cell table (a finetune's params, and so its
+    # checkpoints, stay those of before the key existed).
+    plain = study.stage2_for(config, "vicuna-13b", "finetune")
+    assert plain == {k: v for k, v in config["stage2"].items() if k != "by_cell"}
+    assert plain["gradient_checkpointing"] is True and plain["per_device_batch"] == 16
+    # The global batch is the same for every cell: only its split into micro-batches changes.
+    assert {study.stage2_for(config, m, s)["global_batch"] for m in config["models"]
+            for s in config["strategies"]} == {128}
+    assert study.batch_split(128, stage["per_device_batch"], study.finetune_gpus(config, "vicuna-13b",
+                                                                                  "layernorm")) == (2, 16)

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 
 import pytest
 import yaml
@@ -244,7 +245,13 @@ def test_paper_config_dry_run_lists_the_grid(tmp_path):
     rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))
     assert len(rows) == 6 * 6 * 11
     assert {r["global_batch"] for r in rows} == {"128"}
-    assert {(r["gpus"], r["per_device_batch"], r["grad_accum"]) for r in rows} == {("4", "16", "2")}
+    # 4 GPUs everywhere; the micro-batch per cell from stage2.by_cell (checkpointing off where memory allows)
+    splits = {(r["llm"], r["strategy"]): (r["gpus"], r["per_device_batch"], r["grad_accum"],
+                                          r["gradient_checkpointing"]) for r in rows}
+    assert splits[("vicuna-7b", "finetune")] == ("4", "16", "2", "True")
+    assert splits[("llama2-7b-chat", "layernorm")] == ("4", "4", "8", "False")
+    assert splits[("vicuna-13b", "lora")] == ("4", "2", "16", "False")
+    assert splits[("llama2-13b", "attn_mlp")] == ("4", "16", "2", "True")
     # A study that has barely started still gets a report (of what exists), not a crash on the missing figures.
     report = snakemake(tmp_path, "--configfile", str(path), "--report", "report.html", timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
@@ -262,3 +269,25 @@ def test_skipped_cell_leaves_the_dag(tmp_path):
     assert dry.returncode == 0, dry.stderr[-3000:]
     counts = job_counts(dry.stdout)
     assert counts["finetune"] == 3 and counts["evaluate"] == 3 and counts["select_lr"] == 1
+
+
+def test_by_cell_settings_reach_only_their_finetunes(tmp_path):
+    """stage2.by_cell changes the config a named cell's finetune job receives; the other cells' job params stay
+    byte-identical to a config without the key (so finished runs are not retrained by adding it)."""
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(config))
+    config["stage2"]["by_cell"] = {"toy": {"layernorm": {"gradient_checkpointing": True, "per_device_batch": 4}}}
+    (tmp_path / "by_cell.yaml").write_text(yaml.safe_dump(config))
+    cells = [f"results/smoke/finetune/smoke-vicuna/{s}/0.001/efficiency.json" for s in ("layernorm", "finetune")]
+
+    def job_configs(name):
+        dry = snakemake(tmp_path, "--configfile", str(tmp_path / name), "-n", "-p", *cells, timeout=120)
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        found = re.findall(r"train\.finetune .*? --strategy (\w+) .*?--config-json '(\{.*?\})'", dry.stdout)
+        return {strategy: json.loads(text)["stage2"] for strategy, text in found}
+
+    plain, by_cell = job_configs("plain.yaml"), job_configs("by_cell.yaml")
+    assert set(plain) == set(by_cell) == {"layernorm", "finetune"}
+    assert by_cell["finetune"] == plain["finetune"] and "by_cell" not in plain["finetune"]
+    assert (by_cell["layernorm"]["gradient_checkpointing"], by_cell["layernorm"]["per_device_batch"]) == (True, 4)
+    assert plain["layernorm"]["gradient_checkpointing"] is False

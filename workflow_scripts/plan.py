@@ -8,7 +8,8 @@ from __future__ import annotations
 from workflow_scripts import study
 from workflow_scripts.io import config_to_csv_main
 
-COLUMNS = ["llm", "label", "template", "strategy", "lr", "gpus", "per_device_batch", "grad_accum", "global_batch"]
+COLUMNS = ["llm", "label", "template", "strategy", "lr", "gpus", "per_device_batch", "grad_accum", "global_batch",
+           "gradient_checkpointing"]
 
 
 def grid_rows(config: dict) -> list[dict]:
@@ -17,10 +18,12 @@ def grid_rows(config: dict) -> list[dict]:
     for cell in study.finetune_cells(config):
         model = config["models"][cell.llm]
         gpus = study.finetune_gpus(config, cell.llm, cell.strategy)
-        micro, accum = study.batch_split(config["stage2"]["global_batch"], config["stage2"]["per_device_batch"], gpus)
+        stage2 = study.stage2_for(config, cell.llm, cell.strategy)
+        micro, accum = study.batch_split(stage2["global_batch"], stage2["per_device_batch"], gpus)
         rows.append({"llm": cell.llm, "label": model["label"], "template": model["template"],
                      "strategy": cell.strategy, "lr": cell.lr, "gpus": gpus, "per_device_batch": micro,
-                     "grad_accum": accum, "global_batch": config["stage2"]["global_batch"]})
+                     "grad_accum": accum, "global_batch": stage2["global_batch"],
+                     "gradient_checkpointing": stage2.get("gradient_checkpointing", True)})
     return rows
 
 

@@ -95,6 +95,17 @@ def finetune_gpus(config: dict, llm: str, strategy: str | None = None) -> int:
     return int(by_size)
 
 
+def stage2_for(config: dict, llm: str, strategy: str) -> dict:
+    """The stage-2 settings of one finetune: ``stage2`` with ``stage2.by_cell[<size class>][<strategy>]``
+    applied (gradient checkpointing and the per-device batch, chosen by memory need; the global batch, and so the
+    optimisation, stays the same). ``by_cell`` itself is left out, so a cell it does not name sees exactly the
+    settings it saw before the key existed."""
+    stage = {k: v for k, v in config["stage2"].items() if k != "by_cell"}
+    size = config["models"][llm]["size"]
+    stage.update(config["stage2"].get("by_cell", {}).get(size, {}).get(strategy, {}))
+    return stage
+
+
 def batch_split(global_batch: int, per_device_batch: int, gpus: int) -> tuple[int, int]:
     """(per-device batch, gradient-accumulation steps) that keep the global batch fixed on ``gpus`` devices.
 
@@ -158,10 +169,15 @@ def check_config(config: dict) -> None:
         for llm in config["models"]:
             for strategy in config["strategies"]:
                 n = gpus if gpus is not None else finetune_gpus(config, llm, strategy)
+                settings = config[stage] if stage == "stage1" else stage2_for(config, llm, strategy)
                 try:
-                    batch_split(config[stage]["global_batch"], config[stage]["per_device_batch"], n)
+                    batch_split(settings["global_batch"], settings["per_device_batch"], n)
                 except ValueError as e:
                     raise ConfigError(f"{stage}.global_batch: {e} (models.{llm}, strategy {strategy})") from None
+    sizes = {spec["size"] for spec in config["models"].values()}
+    for size in config["stage2"].get("by_cell", {}):  # strategy names are checked by the schema
+        if size not in sizes:
+            raise ConfigError(f"stage2.by_cell.{size}: no model has size {size!r} (sizes: {sorted(sizes)})")
     for key, path in [(f"models.{m}.path", spec["path"]) for m, spec in config["models"].items()] + \
             [("vision.path", config["vision"]["path"])]:
         if is_local_model(config, path) and not os.path.exists(path) and not made_by_toy_world(config, path):

@@ -20,8 +20,10 @@ from workflow_scripts.model.strategies import apply_strategy, parameter_report
 
 ARCH = Path(__file__).parent / "arch"
 GIB = 2**30
+GPU_GIB = 80 * 10**9 / GIB  # an 80 GB GPU (A100-80G, H100), the paper's
 COLUMNS = ["llm", "strategy", "trainable_params", "total_params", "trainable_pct", "gpus", "per_device_batch",
-           "seq_len", "weights_gib", "grads_gib", "optimizer_gib", "activations_gib", "total_gib"]
+           "gradient_checkpointing", "seq_len", "weights_gib", "grads_gib", "optimizer_gib", "activations_gib",
+           "total_gib", "fits_80gb"]
 
 
 def _json(path: Path) -> dict:
@@ -67,13 +69,16 @@ def meta_mllm(text: LlamaConfig, vision: CLIPVisionConfig, connector: str, selec
         return LlavaForConditionalGeneration(mllm_config(text, vision, connector, select, added_tokens))
 
 
-def memory_estimate(report: dict, text: LlamaConfig, batch: int, seq: int, gpus: int, zero_stage: int) -> dict:
-    """Per-GPU GiB for bf16 training with AdamW (fp32 master weights + 2 moments) and gradient checkpointing.
+def memory_estimate(report: dict, text: LlamaConfig, batch: int, seq: int, gpus: int, zero_stage: int,
+                    checkpointing: bool = True) -> dict:
+    """Per-GPU GiB for bf16 training with AdamW (fp32 master weights + 2 moments).
 
     Weights are replicated; ZeRO-2/3 partition gradients and optimizer states over the GPUs (ZeRO-3 also the
-    weights). Activations: the checkpointed input of every layer (2·b·s·h bytes), one layer recomputed in full
-    (Korthikanti et al.: b·s·h·(34 + 5·a·s/h) bytes) and the fp32 logits (4·b·s·V). A frozen-everything-below
-    strategy would need less; we keep the bound that holds for all six strategies.
+    weights). Activations with gradient checkpointing: the checkpointed input of every layer (2·b·s·h bytes), one
+    layer recomputed in full (Korthikanti et al.: b·s·h·(34 + 5·a·s/h) bytes) and the fp32 logits (4·b·s·V).
+    Without it every layer keeps its activations, b·s·h·34 bytes each: the s² attention term is not stored, as
+    PyTorch's SDPA (the model's attention on GPU) runs fused kernels. Frozen weights need fewer stored inputs; we
+    keep the bound that holds for all six strategies.
     """
     g = max(gpus, 1)
     shard = g if zero_stage >= 2 else 1
@@ -81,8 +86,11 @@ def memory_estimate(report: dict, text: LlamaConfig, batch: int, seq: int, gpus:
     grads = 2 * report["trainable_params"] / shard
     optimizer = 12 * report["trainable_params"] / shard
     b, s, h, a = batch, seq, text.hidden_size, text.num_attention_heads
-    checkpoints = 2 * b * s * h * text.num_hidden_layers
-    activations = checkpoints + b * s * h * (34 + 5 * a * s / h) + 4 * b * s * text.vocab_size
+    if checkpointing:
+        layers = 2 * b * s * h * text.num_hidden_layers + b * s * h * (34 + 5 * a * s / h)
+    else:
+        layers = 34 * b * s * h * text.num_hidden_layers
+    activations = layers + 4 * b * s * text.vocab_size
     parts = {"weights_gib": weights, "grads_gib": grads, "optimizer_gib": optimizer, "activations_gib": activations}
     out = {k: round(v / GIB, 2) for k, v in parts.items()}
     out["total_gib"] = round(sum(parts.values()) / GIB, 2)
@@ -91,9 +99,10 @@ def memory_estimate(report: dict, text: LlamaConfig, batch: int, seq: int, gpus:
 
 def table(config: dict) -> list[dict]:
     rows = []
-    stage2, connector = config["stage2"], config.get("connector", {}).get("type", "linear")
+    connector = config.get("connector", {}).get("type", "linear")
     for llm in config["models"]:
         for strategy in config["strategies"]:
+            stage2 = study.stage2_for(config, llm, strategy)
             gpus = study.finetune_gpus(config, llm, strategy)
             batch, _ = study.batch_split(stage2["global_batch"], stage2["per_device_batch"], gpus)
             text = text_config_for(config, llm)
@@ -103,11 +112,15 @@ def table(config: dict) -> list[dict]:
             with torch.device("meta"):
                 model = apply_strategy(model, strategy, connector, config.get("lora"))
             report = parameter_report(model, connector)
+            memory = memory_estimate(report, text, batch, stage2["model_max_length"], gpus,
+                                     config.get("deepspeed", {}).get("zero_stage", 2),
+                                     stage2.get("gradient_checkpointing", True))
             rows.append({"llm": llm, "strategy": strategy, "trainable_params": report["trainable_params"],
                          "total_params": report["total_params"], "trainable_pct": round(report["trainable_pct"], 4),
-                         "gpus": gpus, "per_device_batch": batch, "seq_len": stage2["model_max_length"],
-                         **memory_estimate(report, text, batch, stage2["model_max_length"], gpus,
-                                           config.get("deepspeed", {}).get("zero_stage", 2))})
+                         "gpus": gpus, "per_device_batch": batch,
+                         "gradient_checkpointing": stage2.get("gradient_checkpointing", True),
+                         "seq_len": stage2["model_max_length"], **memory,
+                         "fits_80gb": memory["total_gib"] <= GPU_GIB})
     return rows
 
 
