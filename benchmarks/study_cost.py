@@ -184,6 +184,31 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
             "padding_share": round(sum(shares) / len(shares), 3) if shares else None}
 
 
+def against_measured(config: dict, results: str) -> list[dict]:
+    """Per strategy, the FLOPs model's cost of a training step relative to full finetuning, beside the step
+    times the config's finetune jobs recorded (``efficiency.json``, median over the LRs) — how far the model's
+    ratios can be trusted at that shape."""
+    import glob
+    import statistics
+
+    from workflow_scripts import study
+
+    cells, llm = model_cells(config), next(iter(config["models"]))
+    measured, predicted = {}, {}
+    for strategy in config["strategies"]:
+        runs = [json.load(open(f)) for f in glob.glob(f"{results}/finetune/{llm}/{strategy}/*/efficiency.json")]
+        if not runs:
+            continue
+        measured[strategy] = statistics.median(r["step_time_s"] for r in runs)
+        tokens = statistics.median(r["tokens_per_s"] * r["step_time_s"] for r in runs)  # positions per step
+        cell, stage2 = cells[(llm, strategy)], study.stage2_for(config, llm, strategy)
+        predicted[strategy] = (tokens * train_flops_per_token(cell, stage2["gradient_checkpointing"])
+                               + stage2["global_batch"] * vision_flops_per_sample(cell))
+    base = config["strategies"][0]
+    return [{"strategy": s, "predicted": predicted[s] / predicted[base], "measured": measured[s] / measured[base]}
+            for s in measured]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
@@ -191,6 +216,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--mfu", type=float, default=0.4, help="share of peak FLOPs training reaches")
     ap.add_argument("--lengths-from-data", action="store_true",
                     help="tokenize the config's instruct data (needs it and the LLM's tokenizer on disk)")
+    ap.add_argument("--against-measured", metavar="RESULTS",
+                    help="compare the model's per-strategy step cost with the step times recorded under RESULTS "
+                         "(e.g. results/demo after `make demo`, with --config config/demo.yaml), then stop")
     args = ap.parse_args(argv)
     import yaml
     from snakemake.utils import validate
@@ -198,6 +226,14 @@ def main(argv=None) -> dict:
     config = yaml.safe_load(open(args.config))
     validate(config, str(REPO / "config" / "schema.yaml"), set_default=True)
     os.chdir(REPO)  # data paths are relative to the repository
+    if args.against_measured:
+        rows = against_measured(config, args.against_measured)
+        print(f"| strategy | FLOPs model, step x {config['strategies'][0]} | measured | measured / model |")
+        print("|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['strategy']} | {r['predicted']:.2f} | {r['measured']:.2f} | "
+                  f"{r['measured'] / r['predicted']:.2f} |")
+        return {"against_measured": rows}
     lengths, source = instruct_lengths(config) if args.lengths_from_data else (None, "not read (--lengths-from-data)")
     # Before issue #17: random batches and checkpointing in every cell (stage2.by_cell absent).
     before = estimate({**config, "stage2": {k: v for k, v in config["stage2"].items() if k != "by_cell"}},

@@ -4,6 +4,7 @@ the GPU script (every strategy, stage 1, batched generation) and the host-memory
 import copy
 import csv
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -86,3 +87,27 @@ def test_study_cost_of_halving_selection_by_hand(smoke_world, tiny_base_models):
     halving = study_cost.estimate(config, None, "A100-80G", 0.4, grouped=True, halving=(0.25, 1))["gpu_hours"]
     assert halving["finetune"] == pytest.approx(exact["finetune"] * 1.25 / 2)
     assert halving["stage1"] == exact["stage1"] and halving["evaluate"] > exact["evaluate"]
+
+
+def test_study_cost_against_recorded_step_times(smoke_world, tiny_base_models, tmp_path):
+    """The measured column is the recorded step time relative to the first strategy's (median over LRs); the
+    model's column is the FLOPs of the same step (tokens x FLOPs per token + the vision tower per sample)."""
+    study_cost = _load("study_cost")
+    config = copy.deepcopy(smoke_world[0])
+    llm = next(iter(config["models"]))
+    config["models"][llm]["path"], config["vision"]["path"] = tiny_base_models
+    times = {"finetune": [2.0, 2.2, 9.0], "layernorm": [1.0]}  # median 2.2: one slow outlier does not count
+    for strategy, steps in times.items():
+        for i, t in enumerate(steps):
+            folder = tmp_path / "finetune" / llm / strategy / f"lr{i}"
+            folder.mkdir(parents=True)
+            (folder / "efficiency.json").write_text(json.dumps({"step_time_s": t, "tokens_per_s": 100 / t}))
+    rows = {r["strategy"]: r for r in study_cost.against_measured(config, str(tmp_path))}
+    assert rows["finetune"]["measured"] == rows["finetune"]["predicted"] == 1.0
+    assert rows["layernorm"]["measured"] == pytest.approx(1.0 / 2.2)
+    cells = study_cost.model_cells(config)
+    flops = {s: 100 * study_cost.train_flops_per_token(cells[(llm, s)], False)
+             + config["stage2"]["global_batch"] * study_cost.vision_flops_per_sample(cells[(llm, s)])
+             for s in times}
+    assert rows["layernorm"]["predicted"] == pytest.approx(flops["layernorm"] / flops["finetune"])
+    assert rows["layernorm"]["predicted"] < 1.0
