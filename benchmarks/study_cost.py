@@ -235,8 +235,9 @@ def main(argv=None) -> dict:
                   f"{r['measured'] / r['predicted']:.2f} |")
         return {"against_measured": rows}
     lengths, source = instruct_lengths(config) if args.lengths_from_data else (None, "not read (--lengths-from-data)")
-    # Before issue #17: random batches and checkpointing in every cell (stage2.by_cell absent).
-    before = estimate({**config, "stage2": {k: v for k, v in config["stage2"].items() if k != "by_cell"}},
+    # Before issue #17: random batches and checkpointing in every cell and in stage 1 (stage2.by_cell absent).
+    before = estimate({**config, "stage1": {**config["stage1"], "gradient_checkpointing": True},
+                       "stage2": {k: v for k, v in config["stage2"].items() if k != "by_cell"}},
                       lengths, args.gpu, args.mfu, grouped=False)
     configured = estimate(config, lengths, args.gpu, args.mfu, grouped=config["stage2"]["group_by_length"])
     ungrouped = estimate(config, lengths, args.gpu, args.mfu, grouped=False)
@@ -259,6 +260,12 @@ def main(argv=None) -> dict:
         h = est["gpu_hours"]
         print(f"| {name} | {h['stage1']:,.1f} | {h['finetune']:,.1f} | {h['evaluate']:,.1f} | {h['total']:,.1f} "
               f"| {est['padding_share']} |")
+    from workflow_scripts.model.accounting import stage1_memory
+
+    print("stage 1, analytic memory per GPU: " + "; ".join(
+        f"{r['llm']} {r['total_gib']} GiB ({r['per_device_batch']} x {r['seq_len']} tokens, checkpointing "
+        f"{'on' if r['gradient_checkpointing'] else 'off'}, fits 80 GB: {r['fits_80gb']})"
+        for r in stage1_memory(config)))
     print(json.dumps(out, default=lambda v: round(v, 2)))
     return out
 

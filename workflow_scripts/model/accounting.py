@@ -124,6 +124,28 @@ def table(config: dict) -> list[dict]:
     return rows
 
 
+def stage1_memory(config: dict) -> list[dict]:
+    """Per LLM, the analytic per-GPU memory of stage 1 (connector training, the LLM frozen but backpropagated
+    through) at the configured micro-batch, sequence bound and checkpointing (``memory_estimate``)."""
+    stage, connector = config["stage1"], config.get("connector", {}).get("type", "linear")
+    gpus = config.get("gpus", {}).get("pretrain", 1)
+    batch, _ = study.batch_split(stage["global_batch"], stage["per_device_batch"], gpus)
+    rows = []
+    for llm in config["models"]:
+        text = text_config_for(config, llm)
+        model = meta_mllm(text, vision_config_for(config), connector, config["vision"].get("select_strategy",
+                                                                                           "default"))
+        report = parameter_report(model, connector)
+        trainable = sum(p.numel() for n, p in model.named_parameters() if "multi_modal_projector" in n)
+        memory = memory_estimate({**report, "trainable_params": trainable}, text, batch, stage["model_max_length"],
+                                 gpus, config.get("deepspeed", {}).get("zero_stage", 2),
+                                 stage["gradient_checkpointing"])
+        rows.append({"llm": llm, "gpus": gpus, "per_device_batch": batch,
+                     "gradient_checkpointing": stage["gradient_checkpointing"], "seq_len": stage["model_max_length"],
+                     **memory, "fits_80gb": memory["total_gib"] <= GPU_GIB})
+    return rows
+
+
 def main(argv=None) -> None:
     print(config_to_csv_main(argv, __doc__, COLUMNS, table))
 
