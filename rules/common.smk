@@ -106,7 +106,7 @@ def _pick(*keys, **subkeys):
 
 def plan_config():
     """What the study grid reads: the axes and the batch split."""
-    return json.dumps(_pick("models", "strategies", "learning_rates", "gpus",
+    return json.dumps(_pick("models", "strategies", "learning_rates", "gpus", "deepspeed",
                             stage2=["global_batch", "per_device_batch", "gradient_checkpointing", "by_cell"]))
 
 

@@ -51,7 +51,8 @@ def _bad(mutate):
     (lambda c: c["ablations"]["connector"]["strategies"].append("bitfit"), "strategies"),
     (lambda c: c["stage2"]["by_cell"]["7b"].__setitem__("layernrom", {"gradient_checkpointing": False}),
      "layernrom"),
-    (lambda c: c["stage2"]["by_cell"]["7b"]["lora"].__setitem__("zero_stage", 3), "zero_stage"),
+    (lambda c: c["stage2"]["by_cell"]["7b"]["lora"].__setitem__("lr_scheduler", "linear"), "lr_scheduler"),
+    (lambda c: c["stage2"]["by_cell"]["13b"]["finetune"].__setitem__("zero_stage", 1), "zero_stage"),
 ])
 def test_schema_rejects_bad_config_naming_the_key(mutate, key):
     with pytest.raises(jsonschema.ValidationError) as err:

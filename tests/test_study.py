@@ -63,7 +63,7 @@ def test_stage2_for_applies_by_cell_to_the_named_cells_only():
     assert study.stage2_for(config, "vicuna-7b", "layernorm")["per_device_batch"] == 4
     # Not named: exactly stage2 as configured, without the by_cell table (a finetune's params, and so its
     # checkpoints, stay those of before the key existed).
-    plain = study.stage2_for(config, "vicuna-13b", "finetune")
+    plain = study.stage2_for(config, "vicuna-7b", "finetune")
     assert plain == {k: v for k, v in config["stage2"].items() if k != "by_cell"}
     assert plain["gradient_checkpointing"] is True and plain["per_device_batch"] == 16
     # The global batch is the same for every cell: only its split into micro-batches changes.
@@ -71,3 +71,6 @@ def test_stage2_for_applies_by_cell_to_the_named_cells_only():
             for s in config["strategies"]} == {128}
     assert study.batch_split(128, stage["per_device_batch"], study.finetune_gpus(config, "vicuna-13b",
                                                                                   "layernorm")) == (2, 16)
+    # A 13B full finetune: its own ZeRO stage, checkpointing kept.
+    big = study.stage2_for(config, "llama2-13b-chat", "finetune")
+    assert (big["zero_stage"], big["per_device_batch"], big["gradient_checkpointing"]) == (3, 8, True)

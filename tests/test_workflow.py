@@ -247,11 +247,11 @@ def test_paper_config_dry_run_lists_the_grid(tmp_path):
     assert {r["global_batch"] for r in rows} == {"128"}
     # 4 GPUs everywhere; the micro-batch per cell from stage2.by_cell (checkpointing off where memory allows)
     splits = {(r["llm"], r["strategy"]): (r["gpus"], r["per_device_batch"], r["grad_accum"],
-                                          r["gradient_checkpointing"]) for r in rows}
-    assert splits[("vicuna-7b", "finetune")] == ("4", "16", "2", "True")
-    assert splits[("llama2-7b-chat", "layernorm")] == ("4", "4", "8", "False")
-    assert splits[("vicuna-13b", "lora")] == ("4", "2", "16", "False")
-    assert splits[("llama2-13b", "attn_mlp")] == ("4", "16", "2", "True")
+                                          r["gradient_checkpointing"], r["zero_stage"]) for r in rows}
+    assert splits[("vicuna-7b", "finetune")] == ("4", "16", "2", "True", "2")
+    assert splits[("llama2-7b-chat", "layernorm")] == ("4", "4", "8", "False", "2")
+    assert splits[("vicuna-13b", "lora")] == ("4", "2", "16", "False", "2")
+    assert splits[("llama2-13b", "attn_mlp")] == ("4", "8", "4", "True", "3")
     # A study that has barely started still gets a report (of what exists), not a crash on the missing figures.
     report = snakemake(tmp_path, "--configfile", str(path), "--report", "report.html", timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]

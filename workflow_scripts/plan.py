@@ -9,7 +9,7 @@ from workflow_scripts import study
 from workflow_scripts.io import config_to_csv_main
 
 COLUMNS = ["llm", "label", "template", "strategy", "lr", "gpus", "per_device_batch", "grad_accum", "global_batch",
-           "gradient_checkpointing"]
+           "gradient_checkpointing", "zero_stage"]
 
 
 def grid_rows(config: dict) -> list[dict]:
@@ -23,7 +23,8 @@ def grid_rows(config: dict) -> list[dict]:
         rows.append({"llm": cell.llm, "label": model["label"], "template": model["template"],
                      "strategy": cell.strategy, "lr": cell.lr, "gpus": gpus, "per_device_batch": micro,
                      "grad_accum": accum, "global_batch": stage2["global_batch"],
-                     "gradient_checkpointing": stage2.get("gradient_checkpointing", True)})
+                     "gradient_checkpointing": stage2.get("gradient_checkpointing", True),
+                     "zero_stage": stage2.get("zero_stage", config.get("deepspeed", {}).get("zero_stage", 2))})
     return rows
 
 

@@ -22,8 +22,8 @@ ARCH = Path(__file__).parent / "arch"
 GIB = 2**30
 GPU_GIB = 80 * 10**9 / GIB  # an 80 GB GPU (A100-80G, H100), the paper's
 COLUMNS = ["llm", "strategy", "trainable_params", "total_params", "trainable_pct", "gpus", "per_device_batch",
-           "gradient_checkpointing", "seq_len", "weights_gib", "grads_gib", "optimizer_gib", "activations_gib",
-           "total_gib", "fits_80gb"]
+           "gradient_checkpointing", "zero_stage", "seq_len", "weights_gib", "grads_gib", "optimizer_gib",
+           "activations_gib", "total_gib", "fits_80gb"]
 
 
 def _json(path: Path) -> dict:
@@ -112,14 +112,14 @@ def table(config: dict) -> list[dict]:
             with torch.device("meta"):
                 model = apply_strategy(model, strategy, connector, config.get("lora"))
             report = parameter_report(model, connector)
-            memory = memory_estimate(report, text, batch, stage2["model_max_length"], gpus,
-                                     config.get("deepspeed", {}).get("zero_stage", 2),
+            zero_stage = stage2.get("zero_stage", config.get("deepspeed", {}).get("zero_stage", 2))
+            memory = memory_estimate(report, text, batch, stage2["model_max_length"], gpus, zero_stage,
                                      stage2.get("gradient_checkpointing", True))
             rows.append({"llm": llm, "strategy": strategy, "trainable_params": report["trainable_params"],
                          "total_params": report["total_params"], "trainable_pct": round(report["trainable_pct"], 4),
                          "gpus": gpus, "per_device_batch": batch,
                          "gradient_checkpointing": stage2.get("gradient_checkpointing", True),
-                         "seq_len": stage2["model_max_length"], **memory,
+                         "zero_stage": zero_stage, "seq_len": stage2["model_max_length"], **memory,
                          "fits_80gb": memory["total_gib"] <= GPU_GIB})
     return rows
 

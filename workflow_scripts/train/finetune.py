@@ -56,7 +56,8 @@ def main(argv=None) -> None:
         raise ValueError(f"--lr {args.lr!r}: a learning rate must be a positive number")
     stage, vision_cfg = config["stage2"], config["vision"]
     connector = config.get("connector", {}).get("type", "linear")
-    zero_stage = config.get("deepspeed", {}).get("zero_stage", 2)
+    # stage2.by_cell may give this cell its own ZeRO stage (a 13B full finetune needs ZeRO-3 to fit 80 GB).
+    zero_stage = stage.get("zero_stage", config.get("deepspeed", {}).get("zero_stage", 2))
     if args.strategy == "lora" and zero_stage == 3:
         raise ValueError("strategy lora with deepspeed.zero_stage 3: gathering a partitioned PEFT adapter is not "
                          "supported; use zero_stage 2 (LoRA's memory needs fit without ZeRO-3)")
