@@ -168,6 +168,19 @@ def trained_base_models(smoke_world, tmp_path_factory):
     return str(out / "llm"), str(out / "vision"), metrics
 
 
+def paper_config_file(tmp_path: Path) -> Path:
+    """config.yaml with its data root pointed at empty stand-ins for the inputs the DAG needs to build."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data_root"] = str(tmp_path / "resources")
+    for rel in (config["data"]["cc3m_tsv"], config["data"]["instruct_json"],
+                config["benchmarks"]["flickr30k"]["karpathy_json"], config["benchmarks"]["coco"]["karpathy_json"]):
+        (tmp_path / "resources" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "resources" / rel).write_text("")
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def snakemake(workdir: Path, *args: str, timeout: int = 600, env: dict | None = None):
     """Snakemake's CLI on the repository's Snakefile in ``workdir`` (the default profile applies unless
     ``--profile`` is given); ``env`` replaces the child's environment (default: ``subprocess_env()``)."""

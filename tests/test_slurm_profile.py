@@ -8,23 +8,9 @@ from __future__ import annotations
 
 import re
 
-import yaml
-from conftest import REPO, snakemake
+from conftest import REPO, paper_config_file, snakemake
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
-
-
-def paper_config(tmp_path):
-    """config.yaml with its data root pointed at empty stand-ins for the inputs the DAG needs to build."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["data_root"] = str(tmp_path / "resources")
-    for rel in (config["data"]["cc3m_tsv"], config["data"]["instruct_json"],
-                config["benchmarks"]["flickr30k"]["karpathy_json"], config["benchmarks"]["coco"]["karpathy_json"]):
-        (tmp_path / "resources" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "resources" / rel).write_text("")
-    path = tmp_path / "paper.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def job_resources(stdout: str) -> dict[str, list[dict[str, str]]]:
@@ -41,7 +27,7 @@ def job_resources(stdout: str) -> dict[str, list[dict[str, str]]]:
 
 
 def test_dry_run_of_the_paper_config_shows_each_rules_requests(tmp_path):
-    path = paper_config(tmp_path)
+    path = paper_config_file(tmp_path)
     dry = snakemake(tmp_path, "--configfile", str(path), "--profile", str(REPO / "profiles/slurm"), "-n",
                     "results/finetune/vicuna-13b/finetune/2e-05/efficiency.json",
                     "results/eval/vicuna-7b/layernorm/2e-05/flickr30k/metrics.json", timeout=300)

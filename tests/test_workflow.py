@@ -7,7 +7,7 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import REPO, paper_config_file, snakemake
 
 from workflow_scripts.io import sha256_file
 
@@ -217,14 +217,7 @@ def job_counts(stdout: str) -> dict[str, int]:
 
 def test_paper_config_dry_run_lists_the_grid(tmp_path):
     """config.yaml with its data root pointed at fake files: the DAG builds and the plan has 396 cells."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["data_root"] = str(tmp_path / "resources")
-    for rel in (config["data"]["cc3m_tsv"], config["data"]["instruct_json"],
-                config["benchmarks"]["flickr30k"]["karpathy_json"], config["benchmarks"]["coco"]["karpathy_json"]):
-        (tmp_path / "resources" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "resources" / rel).write_text("")
-    path = tmp_path / "paper.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = paper_config_file(tmp_path)
     dry = snakemake(tmp_path, "--configfile", str(path), "-n", "--quiet", "rules", timeout=120)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "study_plan" in dry.stdout and "toy_world" not in dry.stdout
