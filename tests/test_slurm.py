@@ -9,6 +9,7 @@ fail, not skip: a green run must mean jobs went through sbatch.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -28,12 +29,17 @@ R = "results/smoke"
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 
 
+@functools.cache
+def _cluster_env() -> tuple[str, str]:
+    """(name, value) of the variable cluster.sh says clients need; asked once per session."""
+    out = subprocess.run([str(CLUSTER), "env"], capture_output=True, text=True, check=True).stdout.strip()
+    key, value = out.split("=", 1)
+    return key, value
+
+
 def slurm_env() -> dict:
-    env = subprocess_env()
-    key, value = subprocess.run([str(CLUSTER), "env"], capture_output=True, text=True, check=True).stdout.strip() \
-        .split("=", 1)
-    env[key] = value
-    return env
+    key, value = _cluster_env()
+    return {**subprocess_env(), key: value}
 
 
 def slurm(*args: str) -> str:
