@@ -21,11 +21,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	snakemake --profile profiles/demo --cores $(CORES)
 	@echo; cat results/demo/tables/table1_main.md
+	@echo; cat results/demo/tables/vqav2_question_types.md
 	@echo; echo "Results under results/demo/. In a new shell, run 'source .venv/bin/activate' before the README's snakemake commands."
 
-# Copy the demo's Table 1 (from results/demo/, after `make demo`) into README.md between its markers.
+# Copy the demo's Table 1 and VQAv2-per-type table (from results/demo/, after `make demo`) into README.md.
 readme-table: $(STAMP)
-	python -m workflow_scripts.report.readme README.md results/demo/tables/table1_main.md
+	python -m workflow_scripts.report.readme README.md results/demo/tables/table1_main.md \
+		results/demo/tables/vqav2_question_types.md
 
 test: $(STAMP)
 	pytest -q -m "not reruns and not long and not slurm"

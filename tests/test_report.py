@@ -79,6 +79,35 @@ def test_selection_document(results):
     assert "| m | layernorm | 0.001 | 20.00 |" in md
 
 
+def test_stage1_row_names_what_stage1_trained():
+    def named(trains):
+        return tables.stage1_trained({"stage1": {"trains": trains}})
+    assert named(["connector"]) == "connector"
+    assert named(["connector", "norms"]) == "connector + norms"
+    assert named(["connector", "embeddings", "head", "norms", "attention", "mlp"]) == "connector + LLM"
+    assert named(["connector", "mlp", "attention", "norms", "head", "embeddings"]) == "connector + LLM"
+    assert tables.stage1_trained({}) == "connector"
+
+
+def test_vqav2_question_types_table_has_table1s_rows_and_the_recorded_types(results):
+    config = {**CONFIG, "benchmarks": {**CONFIG["benchmarks"], "vqav2": {}}}
+    colour, count = {"accuracy": 60.0, "questions": 41}, {"accuracy": 34.9, "questions": 109}
+    put(paths.eval_metrics(results, "m", "finetune", "0.0003", "vqav2"),
+        {"accuracy": 50.0, "by_question_type": {"what color is the": colour, "how many": count}})
+    put(paths.stage1_metrics(results, "m", "vqav2"),  # its no-image guess lacks a type: that cell is missing
+        {"accuracy": 40.0, "by_question_type": {"how many": {"accuracy": 30.0, "questions": 109}},
+         "no_image_guess": {"by_question_type": {"what color is the": {"accuracy": 20.0, "questions": 41}}}})
+    t = tables.build(config, results)["vqav2_question_types"]
+    assert t.columns == ["LLM", "strategy", "LR", "how many (109)", "what color is the (41)"]
+    rows = {r[1]: r for r in t.rows}
+    assert [r[1] for r in t.rows] == [r[1] for r in tables.build(config, results)["table1_main"].rows]
+    assert rows["best no-image guess"][3:] == [None, 20.0]
+    assert rows["stage 1 only (connector)"][3:] == [30.0, None]
+    assert rows["Finetune"] == ["MM-M", "Finetune", "0.0003", 34.9, 60.0]
+    assert rows["LayerNorm"][3:] == [None, None]  # evaluated before per-type scores: missing, not zero
+    assert "not among" in tables.build(CONFIG, results)["vqav2_question_types"].notes[0]
+
+
 def test_table1_values_and_missing_cells(results):
     t1 = tables.build(CONFIG, results)["table1_main"]
     assert t1.columns == ["LLM", "strategy", "LR", "trainable %", "MME-P", "MME-P8", "MME-C", "Flickr30k", "POPE"]
@@ -133,18 +162,41 @@ def test_render_formats():
 
 
 def test_readme_splice():
-    text = f"intro\n{readme.START}\nold\n{readme.END}\nrest\n"
-    assert readme.splice(text, "| new |\n") == f"intro\n{readme.START}\n| new |\n{readme.END}\nrest\n"
+    start, end = readme.markers("table1_main")
+    assert start == "<!-- demo:table1_main:start -->"
+    text = f"intro\n{start}\nold\n{end}\nrest\n"
+    assert readme.splice(text, "| new |\n", "table1_main") == f"intro\n{start}\n| new |\n{end}\nrest\n"
     with pytest.raises(ValueError):
-        readme.splice("no markers", "x")
+        readme.splice("no markers", "x", "table1_main")
+    with pytest.raises(ValueError):  # another table's block is not this one's
+        readme.splice(text, "x", "vqav2_question_types")
+
+
+def test_readme_main_fills_every_named_block_or_writes_nothing(tmp_path):
+    blocks = "".join(f"{a}\nold\n{b}\n" for a, b in map(readme.markers, ("t1", "t2")))
+    (tmp_path / "README.md").write_text(blocks)
+    (tmp_path / "t1.md").write_text("| one |\n")
+    (tmp_path / "t2.md").write_text("| two |\n")
+    (tmp_path / "t3.md").write_text("| three |\n")
+    with pytest.raises(ValueError, match="demo:t3:start"):
+        readme.main([str(tmp_path / "README.md"), str(tmp_path / "t1.md"), str(tmp_path / "t3.md")])
+    assert (tmp_path / "README.md").read_text() == blocks
+    readme.main([str(tmp_path / "README.md"), str(tmp_path / "t1.md"), str(tmp_path / "t2.md")])
+    assert "| one |" in (tmp_path / "README.md").read_text() and "| two |" in (tmp_path / "README.md").read_text()
+
+
+def _readme_block(name: str) -> list[str]:
+    from conftest import REPO
+
+    start, end = readme.markers(name)
+    return (REPO / "README.md").read_text().split(start)[1].split(end)[0].strip().splitlines()
 
 
 def test_readme_example_is_a_generated_table1():
     """README's demo Table 1 has the generator's title, header and one row per control and strategy."""
-    from conftest import REPO, load_config
+    from conftest import load_config
 
-    text = (REPO / "README.md").read_text()
-    block = text.split(readme.START)[1].split(readme.END)[0].strip().splitlines()
+    block = _readme_block("table1_main")
     config = load_config("config/demo.yaml")
     selection = {"benchmark": "flickr30k", "metric": "CIDEr", "rule": "",
                  "selected": {"toy-vicuna": {s: {"lr": None} for s in config["strategies"]}}}
@@ -156,3 +208,12 @@ def test_readme_example_is_a_generated_table1():
     assert [r.split(" | ")[1] for r in rows] == [line.split(" | ")[1] for line in generated
                                                   if line.startswith("| MM-ToyVicuna")]
     assert all("—" not in r for r in rows)  # every demo cell finished
+
+
+def test_readme_per_type_table_is_generated_with_table1s_rows():
+    """README's VQAv2-per-question-type block is the generator's table, with Table 1's rows, every cell filled."""
+    block, table1 = _readme_block("vqav2_question_types"), _readme_block("table1_main")
+    assert block[0] == "**VQAv2 accuracy per question type (Table 1's rows)**"
+    rows = [line for line in block if line.startswith("| MM-ToyVicuna")]
+    assert [r.split(" | ")[1] for r in rows] == [r.split(" | ")[1] for r in table1 if r.startswith("| MM-ToyVicuna")]
+    assert all("—" not in r for r in rows)

@@ -46,6 +46,18 @@ def test_vqa_score_by_type_and_missing():
         vqav2.score({"coco_1": "yes"}, refs, allow_partial=True)  # zero matches: always an error
 
 
+def test_vqa_score_per_question_type_when_refs_carry_it():
+    """Real annotations carry a question_type ("what color is the"): scored per type as vqaEval's perQuestionType.
+    Hand-checked: colour 1 of 2 right (50), count 1 of 1 (100); a question without a type is in no group."""
+    refs = {"1": (["red"] * 10, "other", "what color is the"), "2": (["blue"] * 10, "other", "what color is the"),
+            "3": (["2"] * 10, "number", "how many"), "4": (["yes"] * 10, "yes/no", "")}
+    out = vqav2.score({"1": "red", "2": "green", "3": "2", "4": "no"}, refs)
+    assert out["by_question_type"] == {"how many": {"accuracy": 100.0, "questions": 1},
+                                       "what color is the": {"accuracy": 50.0, "questions": 2}}
+    assert out["accuracy"] == 50.0 and out["by_answer_type"] == {"number": 100.0, "other": 50.0, "yes/no": 0.0}
+    assert "by_question_type" not in vqav2.score({"1": "red"}, {"1": (["red"] * 10, "other")})
+
+
 def test_vqa_period_strip_as_the_official_tool_counts():
     """vqaEval.py passes re.UNICODE (32) as the count of periodStrip.sub: at most 32 periods go."""
     answers = ["yes"] * 9 + ["no"]  # humans disagree: the prediction is normalised

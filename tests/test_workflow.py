@@ -103,7 +103,7 @@ def test_every_benchmark_scored_at_the_chosen_lr(smoke_run):
 def test_tables_and_figures_hold_the_measured_values(smoke_run):
     tmp_path = smoke_run
     chosen = chosen_lrs(tmp_path)
-    for name in ("table1_main", "table2_efficiency", "lr_sweep"):
+    for name in ("table1_main", "table2_efficiency", "lr_sweep", "vqav2_question_types"):
         for ext in ("md", "csv", "tex"):
             assert (tmp_path / f"results/smoke/tables/{name}.{ext}").read_text().strip()
     rows = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/table1_main.csv").open())}
@@ -129,6 +129,13 @@ def test_tables_and_figures_hold_the_measured_values(smoke_run):
             json.loads((cell / "pope/metrics.json").read_text())["f1_mean"], abs=1e-5)
         assert float(rows[shown]["MME-P"]) == pytest.approx(
             json.loads((cell / "mme/metrics.json").read_text())["perception"], abs=1e-5)
+        # the per-question-type VQAv2 table holds the same evaluation's per-type scores, every type a column
+        per_type = json.loads((cell / "vqav2/metrics.json").read_text())["by_question_type"]
+        assert per_type and sum(t["questions"] for t in per_type.values()) == 16  # vqav2.subset_size
+        typed = {r["strategy"]: r for r in csv.DictReader(
+            (tmp_path / "results/smoke/tables/vqav2_question_types.csv").open())}[shown]
+        assert {k: float(typed[f"{k} ({t['questions']})"]) for k, t in per_type.items()} == pytest.approx(
+            {k: t["accuracy"] for k, t in per_type.items()}, abs=1e-5)
     eff = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/table2_efficiency.csv").open())}
     measured = json.loads((tmp_path / f"results/smoke/finetune/smoke-vicuna/layernorm/{chosen['layernorm']}/"
                                       "efficiency.json").read_text())

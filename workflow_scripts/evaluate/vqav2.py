@@ -143,7 +143,7 @@ def build_prompts(cfg: dict, paths: dict, seed: int) -> tuple[list[Prompt], dict
     for q, demos in selected:
         image = os.path.join(paths["images"], coco_val2014_name(q.image_id))
         prompts.append(Prompt(str(q.question_id), f"{IMAGE_PLACEHOLDER}\n{q.question}{suffix}", image, list(demos)))
-        refs[str(q.question_id)] = (list(q.answers), q.answer_type)
+        refs[str(q.question_id)] = (list(q.answers), q.answer_type, q.question_type)
     return prompts, refs
 
 
@@ -164,24 +164,34 @@ def parse(text: str) -> str:
     return text.strip().split("\n")[0]
 
 
-def score(parsed: dict[str, str], refs: dict[str, tuple[list[str], str]], allow_partial: bool = False) -> dict:
-    """Pure scoring: overall and per answer type, ×100, over answers that cover the references (``coverage``)."""
+def score(parsed: dict[str, str], refs: dict[str, tuple], allow_partial: bool = False) -> dict:
+    """Pure scoring: overall, per answer type and per question type (as the official tool's ``perAnswerType``
+    and ``perQuestionType``), x100, over answers that cover the references (``coverage``). ``refs``: question id
+    -> (answers, answer type[, question type]); per question type: {type: {accuracy, questions}}."""
     cover = coverage(parsed, refs, "vqav2", allow_partial)
     by_type: dict[str, list[float]] = {}
+    by_question: dict[str, list[float]] = {}
     total = []
-    for qid, (answers, answer_type) in refs.items():
+    for qid, (answers, answer_type, *question_type) in refs.items():
         if qid not in parsed:
             continue
         acc = accuracy(parsed[qid], answers)
         total.append(acc)
         by_type.setdefault(answer_type, []).append(acc)
-    return {"accuracy": 100 * sum(total) / len(total), "questions": len(total),
-            "by_answer_type": {k: 100 * sum(v) / len(v) for k, v in sorted(by_type.items())}, "coverage": cover}
+        if question_type and question_type[0]:
+            by_question.setdefault(question_type[0], []).append(acc)
+    out = {"accuracy": 100 * sum(total) / len(total), "questions": len(total),
+           "by_answer_type": {k: 100 * sum(v) / len(v) for k, v in sorted(by_type.items())}}
+    if by_question:
+        out["by_question_type"] = {k: {"accuracy": 100 * sum(v) / len(v), "questions": len(v)}
+                                   for k, v in sorted(by_question.items())}
+    return {**out, "coverage": cover}
 
 
 def score_file(answers: list[Answer], questions: str, annotations: str, allow_partial: bool = False) -> dict:
     """Score against every question of the files; a subset run (our 5000) needs ``allow_partial``."""
-    refs = {str(q.question_id): (list(q.answers), q.answer_type) for q in read_vqav2(questions, annotations)}
+    refs = {str(q.question_id): (list(q.answers), q.answer_type, q.question_type)
+            for q in read_vqav2(questions, annotations)}
     return score({a.id: parse(a.text) for a in answers if a.id in refs}, refs, allow_partial)
 
 

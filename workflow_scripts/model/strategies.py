@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 LLM_PREFIX = "model.language_model."
 PEFT_PREFIX = "base_model.model."
+# The LLM's parameter groups (group_of): all of them together are the whole LLM.
+LLM_GROUPS = ("embeddings", "head", "norms", "attention", "mlp")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

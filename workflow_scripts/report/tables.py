@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from functools import partial
 
 from workflow_scripts import study
 from workflow_scripts.io import write_text
-from workflow_scripts.model.strategies import get_strategy
+from workflow_scripts.model.strategies import LLM_GROUPS, get_strategy
 from workflow_scripts.report import cli, paths
 from workflow_scripts.report.render import RENDERERS, Table, to_markdown
 
@@ -22,7 +23,7 @@ from workflow_scripts.report.render import RENDERERS, Table, to_markdown
 BENCH_COLUMNS = [("MME-P", "mme", "perception"), ("MME-P8", "mme", "perception_8"), ("MME-C", "mme", "cognition"),
                  ("VQAv2", "vqav2", "accuracy"),
                  ("MSCOCO", "coco", "CIDEr"), ("Flickr30k", "flickr30k", "CIDEr"), ("POPE", "pope", "f1_mean")]
-TABLE_NAMES = ("table1_main", "table2_efficiency", "lr_sweep")
+TABLE_NAMES = ("table1_main", "table2_efficiency", "lr_sweep", "vqav2_question_types")
 GIB = 1024 ** 3
 
 
@@ -82,35 +83,60 @@ def read_param_table(results: str) -> dict[tuple[str, str], dict]:
         return {(r["llm"], r["strategy"]): r for r in csv.DictReader(f)}
 
 
-def table1(config: dict, results: str, selection: dict) -> Table:
+def stage1_trained(config: dict) -> str:
+    """What stage 1 trained, as the control row names it: 'connector', 'connector + norms', 'connector + LLM'."""
+    trains = config.get("stage1", {}).get("trains", ["connector"])
+    if set(LLM_GROUPS) <= set(trains):
+        return " + ".join([g for g in trains if g not in LLM_GROUPS] + ["LLM"])
+    return " + ".join(trains)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of Table 1 for one LLM: its name, LR and trainable share, and where its evaluations are
+    (``metrics(bench)``: a metrics.json path; ``guess``: read the no-image guess those files record)."""
+
+    name: str
+    lr: str | None
+    trainable: float | str | None
+    metrics: object
+    guess: bool = False
+
+
+def rows_of(config: dict, results: str, selection: dict, llm: str) -> list[Row]:
+    """Table 1's rows for ``llm`` in order: the best no-image guess, stage 1 only, blind, text priors, then every
+    strategy at its chosen LR (``lr`` None: not chosen yet, its cells are missing)."""
     analytic = read_param_table(results)
+    stage1 = partial(paths.stage1_metrics, results, llm)
+    rows = [Row("best no-image guess", "n/a", "n/a", stage1, guess=True),
+            Row(f"stage 1 only ({stage1_trained(config)})", "n/a", "n/a", stage1)]
+    strategy, lr = blind_cell(config, selection, llm)
+    rows.append(Row(f"blind ({shown(strategy)}, blank images)", lr, "n/a",
+                    partial(paths.eval_metrics, results, llm, strategy, lr, evalset="eval_blind")))
+    for strategy in config.get("controls", {}).get("text_priors", []):
+        lr = selection["selected"][llm][strategy]["lr"]
+        rows.append(Row(f"text priors ({shown(strategy)}, blank images in training and test)", lr, "n/a",
+                        partial(paths.eval_metrics, results, llm, strategy, lr, evalset="eval_text_priors")))
+    for strategy in config["strategies"]:
+        lr = selection["selected"][llm][strategy]["lr"]
+        rows.append(Row(shown(strategy), lr, trainable_pct(results, llm, strategy, lr, analytic),
+                        partial(paths.eval_metrics, results, llm, strategy, lr)))
+    return rows
+
+
+def table1(config: dict, results: str, selection: dict) -> Table:
     table = Table("Table 1: benchmarks at the learning rate chosen on "
                   f"{selection['benchmark']} {selection['metric']}",
                   ["LLM", "strategy", "LR", "trainable %"] + [c[0] for c in bench_columns(config)],
                   digits={"trainable %": 3})
-    columns, missing = bench_columns(config), [None] * len(bench_columns(config))
+    columns = bench_columns(config)
     for llm, model in config["models"].items():
-        label = model["label"]
-        table.rows.append([label, "best no-image guess", "n/a", "n/a"]
-                          + no_image_guess_cells(columns, partial(paths.stage1_metrics, results, llm)))
-        trained = " + ".join(config.get("stage1", {}).get("trains", ["connector"]))
-        table.rows.append([label, f"stage 1 only ({trained})", "n/a", "n/a"]
-                          + scores(columns, partial(paths.stage1_metrics, results, llm)))
-        strategy, lr = blind_cell(config, selection, llm)
-        table.rows.append([label, f"blind ({shown(strategy)}, blank images)", lr, "n/a"]
-                          + (scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr,
-                                                     evalset="eval_blind")) if lr else missing))
-        for strategy in config.get("controls", {}).get("text_priors", []):
-            lr = selection["selected"][llm][strategy]["lr"]
-            table.rows.append([label, f"text priors ({shown(strategy)}, blank images in training and test)", lr,
-                               "n/a"]
-                              + (scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr,
-                                                         evalset="eval_text_priors")) if lr else missing))
-        for strategy in config["strategies"]:
-            lr = selection["selected"][llm][strategy]["lr"]
-            cells = scores(columns, partial(paths.eval_metrics, results, llm, strategy, lr)) if lr else missing
-            table.rows.append([label, shown(strategy), lr, trainable_pct(results, llm, strategy, lr, analytic)]
-                              + cells)
+        for row in rows_of(config, results, selection, llm):
+            if row.lr is None:
+                cells = [None] * len(columns)
+            else:
+                cells = (no_image_guess_cells if row.guess else scores)(columns, row.metrics)
+            table.rows.append([model["label"], row.name, row.lr, row.trainable] + cells)
     table.notes = ["— : the run has not finished or failed (never a zero).",
                    "best no-image guess: per VQAv2 question type the training set's most common answer; \"yes\" "
                    "everywhere on MME and POPE (balanced: the best constant answer).",
@@ -119,6 +145,32 @@ def table1(config: dict, results: str, selection: dict) -> Table:
                    "instruct text alone teaches; the honest baseline for that strategy's row."]
     if not config.get("controls", {}).get("text_priors"):
         table.notes.pop()
+    return table
+
+
+def vqav2_question_types(config: dict, results: str, selection: dict) -> Table:
+    """VQAv2 accuracy per question type for Table 1's rows: where a model reads the picture (colour questions
+    above the blind and text-priors rows) and where it answers from the question alone (at the no-image guess).
+    The columns are the question types the evaluation recorded; each header carries its question count."""
+    table = Table("VQAv2 accuracy per question type (Table 1's rows)", ["LLM", "strategy", "LR"])
+    if "vqav2" not in config["benchmarks"]:
+        table.notes = ["VQAv2 is not among this config's benchmarks."]
+        return table
+    found: dict[str, dict] = {}
+    for llm, model in config["models"].items():
+        for row in rows_of(config, results, selection, llm):
+            metrics = paths.read_json(row.metrics("vqav2")) if row.lr is not None else None
+            if metrics is not None and row.guess:
+                metrics = metrics.get("no_image_guess")
+            types = (metrics or {}).get("by_question_type", {})
+            for qtype, cell in types.items():
+                found.setdefault(qtype, cell)
+            table.rows.append([model["label"], row.name, row.lr, types])
+    order = sorted(found)
+    table.columns += [f"{t} ({found[t]['questions']})" for t in order]
+    table.rows = [r[:3] + [r[3][t]["accuracy"] if t in r[3] else None for t in order] for r in table.rows]
+    table.notes = ["— : the run has not finished or failed, or its evaluation predates per-type scores.",
+                   "(n): questions of that type in the evaluated subset; types as the annotations' question_type."]
     return table
 
 
@@ -191,7 +243,8 @@ def lr_sweep(config: dict, results: str, selection: dict) -> Table:
 def build(config: dict, results: str) -> dict[str, Table]:
     selection = paths.load_selection(results)
     return {"table1_main": table1(config, results, selection), "table2_efficiency": table2(config, results, selection),
-            "lr_sweep": lr_sweep(config, results, selection)}
+            "lr_sweep": lr_sweep(config, results, selection),
+            "vqav2_question_types": vqav2_question_types(config, results, selection)}
 
 
 def write(tables: dict[str, Table], results: str) -> None:
