@@ -38,7 +38,7 @@ def test_cells_and_paths():
     config = load_config("config/demo.yaml")
     cells = study.finetune_cells(config)
     assert len(cells) == 1 * 6 * 2
-    assert cells[0] == study.Cell("toy-vicuna", "finetune", "0.001")
+    assert cells[0] == study.Cell("toy-vicuna", "finetune", "0.003")  # the first LR of demo.yaml
     assert study.data_path(config, "instruct_json") == "resources/toy/data/llava/llava_instruct_80k.json"
     assert study.relative_data_paths(config)["mme_root"] == "MME_Benchmark_release_version"
     assert study.is_local_model(config, "resources/toy/models/llm")

@@ -23,6 +23,7 @@ COLOURS = {"red": (215, 40, 40), "green": (40, 165, 60), "blue": (40, 80, 220),
 SIZES = ("small", "large")
 CELLS = ("top left", "top right", "bottom left", "bottom right")
 BACKGROUND = (250, 250, 250)
+RADIUS = {"large": 0.40, "small": 0.28}  # radius / cell width: large enough for the toy CLIP to tell kinds apart
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def render(scene: Scene, image_size: int) -> Image.Image:
         row, col = divmod(s.cell, 2)
         cx = (col + 0.5 + s.jitter[0] / 100) * half
         cy = (row + 0.5 + s.jitter[1] / 100) * half
-        r = half * (0.36 if s.size == "large" else 0.2)
+        r = half * RADIUS[s.size]
         fill = COLOURS[s.colour]
         if s.kind == "circle":
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
