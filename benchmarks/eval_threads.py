@@ -1,7 +1,7 @@
 """Why the demo profile runs evaluations with one thread each: two small-model evaluation jobs side by side
 (one thread each) against the same two jobs one after the other (two threads each), on this machine's cores.
 
-Run after `make demo` and `snakemake --profile profiles/demo results/demo/finetune/toy-vicuna/layernorm/0.0003/export`
+Run after `make demo` and `snakemake --profile profiles/demo results/demo/finetune/toy-vicuna/layernorm/0.001/export`
 (merged models are temporary outputs): `.venv/bin/python benchmarks/eval_threads.py`.
 """
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from snakemake.utils import validate  # noqa: E402
 
-MODEL = "results/demo/finetune/toy-vicuna/layernorm/0.0003/export/model"
+MODEL = "results/demo/finetune/toy-vicuna/layernorm/0.001/export/model"
 BENCHES = ("flickr30k", "vqav2")
 
 
