@@ -103,10 +103,10 @@ class Row:
     guess: bool = False
 
 
-def rows_of(config: dict, results: str, selection: dict, llm: str) -> list[Row]:
+def rows_of(config: dict, results: str, selection: dict, llm: str, analytic: dict) -> list[Row]:
     """Table 1's rows for ``llm`` in order: the best no-image guess, stage 1 only, blind, text priors, then every
-    strategy at its chosen LR (``lr`` None: not chosen yet, its cells are missing)."""
-    analytic = read_param_table(results)
+    strategy at its chosen LR (``lr`` None: not chosen yet, its cells are missing). ``analytic``: the parameter
+    table (``read_param_table``), read once per table."""
     stage1 = partial(paths.stage1_metrics, results, llm)
     rows = [Row("best no-image guess", "n/a", "n/a", stage1, guess=True),
             Row(f"stage 1 only ({stage1_trained(config)})", "n/a", "n/a", stage1)]
@@ -129,9 +129,9 @@ def table1(config: dict, results: str, selection: dict) -> Table:
                   f"{selection['benchmark']} {selection['metric']}",
                   ["LLM", "strategy", "LR", "trainable %"] + [c[0] for c in bench_columns(config)],
                   digits={"trainable %": 3})
-    columns = bench_columns(config)
+    columns, analytic = bench_columns(config), read_param_table(results)
     for llm, model in config["models"].items():
-        for row in rows_of(config, results, selection, llm):
+        for row in rows_of(config, results, selection, llm, analytic):
             if row.lr is None:
                 cells = [None] * len(columns)
             else:
@@ -158,7 +158,7 @@ def vqav2_question_types(config: dict, results: str, selection: dict) -> Table:
         return table
     found: dict[str, dict] = {}
     for llm, model in config["models"].items():
-        for row in rows_of(config, results, selection, llm):
+        for row in rows_of(config, results, selection, llm, analytic={}):  # no trainable % column here
             metrics = paths.read_json(row.metrics("vqav2")) if row.lr is not None else None
             if metrics is not None and row.guess:
                 metrics = metrics.get("no_image_guess")
