@@ -87,6 +87,29 @@ def test_vqav2(tmp_path):
         readers.read_vqav2(qs, missing)
 
 
+def test_vqav2_real_annotation_record_is_scored_per_question_type(tmp_path):
+    """An annotation as v2_mscoco_val2014_annotations.json holds it (question_type, answer_type, ten answers with
+    answer_confidence and answer_id, image_id): score_file groups it under its question_type, as vqaEval's
+    perQuestionType does."""
+    from workflow_scripts.evaluate import vqav2
+    from workflow_scripts.evaluate.common import Answer
+
+    qs = _write(tmp_path, "q.json", {"questions": [
+        {"image_id": 262148, "question": "What color is the plate?", "question_id": 262148000},
+        {"image_id": 262148, "question": "How many people?", "question_id": 262148001}]})
+    def record(qid, qtype, atype, answer):
+        return {"question_type": qtype, "multiple_choice_answer": answer, "answer_type": atype,
+                "image_id": 262148, "question_id": qid,
+                "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": i} for i in range(1, 11)]}
+    an = _write(tmp_path, "a.json", {"info": {}, "license": {}, "data_subtype": "val2014", "data_type": "mscoco",
+                                      "annotations": [record(262148000, "what color is the", "other", "white"),
+                                                      record(262148001, "how many", "number", "2")]})
+    assert [q.question_type for q in readers.read_vqav2(qs, an)] == ["what color is the", "how many"]
+    out = vqav2.score_file([Answer("262148000", " white "), Answer("262148001", "3")], qs, an)
+    assert out["by_question_type"] == {"how many": {"accuracy": 0.0, "questions": 1},
+                                       "what color is the": {"accuracy": 100.0, "questions": 1}}
+
+
 def test_mme_both_layouts_and_bad_line(tmp_path):
     (tmp_path / "count/images").mkdir(parents=True)
     (tmp_path / "count/questions_answers_YN").mkdir()
