@@ -7,7 +7,7 @@ import sys
 
 from snakemake.utils import validate
 
-from workflow_scripts import study
+from workflow_scripts import code_version, study
 from workflow_scripts.report import paths
 from workflow_scripts.report.render import RENDERERS
 from workflow_scripts.report.tables import TABLE_NAMES
@@ -50,6 +50,8 @@ def toy_world_spec():
             "toy": {k: v for k, v in config["toy_world"].items() if k not in ("llm", "vision")},
             "paths": study.relative_data_paths(config),
             "data_root": config["data_root"],
+            # The generator's code defines the data: editing it (e.g. the shapes' sizes) regenerates the world.
+            "code_sha256": code_version.sources_sha256("workflow_scripts.toyworld.world"),
         }
     )
 

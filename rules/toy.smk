@@ -31,6 +31,8 @@ if TOY is not None:
         params:
             spec=canonical_json(config["toy_world"]["llm"]),
             seed=config["toy_world"]["seed"],
+            # Not used by the command: a change of the trainer's code is a change of the model (code_version.py).
+            code=code_version.sources_sha256("workflow_scripts.toyworld.toy_llm"),
             out=lambda w, output: os.path.dirname(output.config),
         threads: 2
         conda:
@@ -57,6 +59,7 @@ if TOY is not None:
             spec=canonical_json(config["toy_world"]["vision"]),
             seed=config["toy_world"]["seed"],
             size=config["toy_world"]["image_size"],
+            code=code_version.sources_sha256("workflow_scripts.toyworld.toy_vision"),
             images=lambda w, input: os.path.dirname(input.train),
             out=lambda w, output: os.path.dirname(output.config),
         threads: 2

@@ -10,11 +10,13 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import REPO, snakemake, subprocess_env
 
 from workflow_scripts import study
 from workflow_scripts.train import loop
@@ -208,6 +210,34 @@ def test_changed_benchmark_prompt_reruns_only_that_benchmark(finished):
     assert changed and all("/pope/" in k for k in changed) and len(changed) == 5
     pope = json.loads((work / f"{R}/eval_stage1/{LLM}/pope/metrics.json").read_text())
     assert "Answer yes or no." in pope["provenance"]["example_prompt"]
+
+
+@pytest.mark.reruns
+@pytest.mark.parametrize("module, edit, first", [
+    ("toyworld/scenes.py", ('RADIUS = {"large": 0.40', 'RADIUS = {"large": 0.45'), "toy_world"),
+    ("toyworld/toy_vision.py", ("weight_decay=0.1", "weight_decay=0.2"), "toy_vision"),
+])
+def test_edited_toy_world_code_regenerates_what_it_defines(finished, tmp_path, module, edit, first):
+    """Snakemake does not see imported code; the toy world's and toy models' rules carry its digest, so a run
+    with edited generator code (here: a copy of the workflow with one line changed) plans the regeneration and
+    everything downstream, never a silent reuse of the old drawings or weights."""
+    copy = tmp_path / "workflow"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", ".venv", ".snakemake", "resources", "results",
+                                                              "tests", "__pycache__", ".cache"))
+    source = copy / "workflow_scripts" / module
+    text = source.read_text()
+    assert edit[0] in text, f"{module} no longer holds {edit[0]!r}: update this test"
+    source.write_text(text.replace(edit[0], edit[1]))
+    base = ("--configfile", str(finished / "run.yaml"), "--cores", "2", "-n")
+    unchanged = snakemake(finished, *base)
+    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr, unchanged.stdout[-2000:]
+    # The copy's Snakefile puts its own folder first on sys.path: the edited package is the one imported.
+    edited = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(copy / "Snakefile"), "--directory",
+                             str(finished), *base], capture_output=True, text=True, env=subprocess_env())
+    assert edited.returncode == 0, edited.stderr[-3000:]
+    plan = planned(edited)
+    assert plan.get(first) == 1 and plan.get("pretrain_connector") == 1 and plan.get("tables") == 1, plan
+    assert ("toy_world" in plan) == (first == "toy_world")
 
 
 @pytest.mark.reruns
