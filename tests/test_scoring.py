@@ -108,8 +108,8 @@ def test_pope_metrics_by_hand():
     assert m["accuracy"] == pytest.approx(75.0)
     assert m["precision"] == pytest.approx(200 / 3) and m["recall"] == pytest.approx(200 / 3)
     assert m["f1"] == pytest.approx(200 / 3) and m["yes_ratio"] == pytest.approx(37.5)
-    refs = {f"random/{i}": ("random", t) for i, (_, t) in enumerate(pairs)}
-    refs.update({f"popular/{i}": ("popular", t) for i, (_, t) in enumerate(pairs)})
+    refs = {f"random/{i}": ("random", t, f"{i // 2}.jpg") for i, (_, t) in enumerate(pairs)}
+    refs.update({f"popular/{i}": ("popular", t, f"{i // 2}.jpg") for i, (_, t) in enumerate(pairs)})
     parsed = {f"random/{i}": p for i, (p, _) in enumerate(pairs)}
     parsed.update({f"popular/{i}": t for i, (_, t) in enumerate(pairs)})  # popular: all right
     out = pope.score(parsed, refs)
@@ -117,6 +117,21 @@ def test_pope_metrics_by_hand():
     assert out["accuracy_mean"] == pytest.approx((75 + 100) / 2)
     with pytest.raises(CoverageError, match=r"0 of 16 references answered.*--questions"):
         pope.score({"3": "yes"}, refs)  # LLaVA's global ids without its question file
+
+
+def test_pope_counts_images_whose_questions_all_got_one_answer():
+    # Image a: present circle, absent star, both "yes" (blind to the question). Image b: present square "yes",
+    # absent cross "no" (reads it). Image c: both "no" (blind). Image d: only present objects (not counted).
+    refs = {"random/1": ("random", "yes", "a"), "random/2": ("random", "no", "a"),
+            "random/3": ("random", "yes", "b"), "random/4": ("random", "no", "b"),
+            "random/5": ("random", "yes", "c"), "random/6": ("random", "no", "c"),
+            "random/7": ("random", "yes", "d"), "random/8": ("random", "yes", "d")}
+    parsed = {"random/1": "yes", "random/2": "yes", "random/3": "yes", "random/4": "no", "random/5": "no",
+              "random/6": "no", "random/7": "yes", "random/8": "no"}
+    split = pope.score(parsed, refs)["splits"]["random"]
+    assert split["images"] == 3 and split["question_blind"] == pytest.approx(200 / 3)
+    assert split["accuracy"] == pytest.approx(62.5)
+    assert pope.question_blind_images({}, refs) == {"images": 0, "question_blind": None}
 
 
 @pytest.mark.slow

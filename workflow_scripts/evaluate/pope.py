@@ -1,7 +1,10 @@
 """POPE: "Is there a <object> in the image?" over random / popular / adversarial negative sampling.
 
 Parsing as LLaVA's evaluation: keep the text before the first '.', drop commas; a word no/not/No makes it
-"no", anything else "yes". Metrics with yes as the positive class; headline: mean F1 over the splits.
+"no", anything else "yes". Metrics with yes as the positive class; headline: mean F1 over the splits. Beside
+them (not POPE's, ours): the share of images whose questions all got one answer although one object is there
+and another is not. A model that reads the picture but not the question sits at 50 % accuracy with this at
+100 %; one that answers each question at random has it at 12.5 % for two present and two absent objects.
 
 Rescoring accepts our predictions (ids ``<split>/<question_id>``) and LLaVA's answer files, whose ids are those of
 its ``llava_pope_test.jsonl``: given that question file (``--questions``), answers are grouped by its
@@ -24,7 +27,7 @@ def build_prompts(root: str, images: str, splits, suffix: str = "") -> tuple[lis
         for q in read_pope(os.path.join(root, f"coco_pope_{split}.json")):
             qid = f"{split}/{q.question_id}"
             prompts.append(Prompt(qid, f"{IMAGE_PLACEHOLDER}\n{q.text}{suffix}", os.path.join(images, q.image)))
-            refs[qid] = (split, q.label)
+            refs[qid] = (split, q.label, q.image)
     return prompts, refs
 
 
@@ -48,16 +51,29 @@ def binary_metrics(pairs: list[tuple[str, str]]) -> dict:
             "yes_ratio": 100 * (tp + fp) / n, "questions": n}
 
 
-def score(parsed: dict[str, str], refs: dict[str, tuple[str, str]], allow_partial: bool = False) -> dict:
+def question_blind_images(parsed: dict[str, str], refs: dict[str, tuple[str, str, str]]) -> dict:
+    """Of the images with a present and an absent object asked about (and answered), how many got one answer to
+    every question: ``{"images": n, "question_blind": % of them}``."""
+    by_image: dict[str, list[tuple[str, str]]] = {}
+    for qid, (_, truth, image) in refs.items():
+        if qid in parsed:
+            by_image.setdefault(image, []).append((parsed[qid], truth))
+    mixed = [pairs for pairs in by_image.values() if {t for _, t in pairs} == {"yes", "no"}]
+    blind = sum(len({p for p, _ in pairs}) == 1 for pairs in mixed)
+    return {"images": len(mixed), "question_blind": 100 * blind / len(mixed) if mixed else None}
+
+
+def score(parsed: dict[str, str], refs: dict[str, tuple[str, str, str]], allow_partial: bool = False) -> dict:
     """Pure scoring per split and the means. Answers must cover the references (``coverage``)."""
     cover = coverage(parsed, refs, "pope", allow_partial,
                      hint="; LLaVA's answer files are scored with its question file: --questions llava_pope_test.jsonl")
-    splits = sorted({s for s, _ in refs.values()})
+    splits = sorted({ref[0] for ref in refs.values()})
     out = {}
     for split in splits:
-        pairs = [(parsed[qid], truth) for qid, (s, truth) in refs.items() if s == split and qid in parsed]
+        pairs = [(parsed[qid], truth) for qid, (s, truth, _) in refs.items() if s == split and qid in parsed]
         if pairs:
-            out[split] = binary_metrics(pairs)
+            split_refs = {qid: ref for qid, ref in refs.items() if ref[0] == split}
+            out[split] = {**binary_metrics(pairs), **question_blind_images(parsed, split_refs)}
     return {"f1_mean": sum(v["f1"] for v in out.values()) / len(out),
             "accuracy_mean": sum(v["accuracy"] for v in out.values()) / len(out), "splits": out, "coverage": cover}
 
@@ -87,7 +103,7 @@ def match_answers(answers: list[Answer], refs: dict, questions: str | None = Non
         by_split.setdefault(category[a.id], []).append(a.text)
     out = {}
     for split, texts in by_split.items():
-        ids = [qid for qid, (s, _) in refs.items() if s == split]
+        ids = [qid for qid, (s, _, _) in refs.items() if s == split]
         if len(texts) > len(ids):
             raise ValueError(f"pope: {len(texts)} answers of category {split!r}, but coco_pope_{split}.json has "
                              f"{len(ids)} questions (another POPE version?)")
