@@ -74,14 +74,14 @@ def _conversation(scene, rng) -> list[dict]:
     a plain yes/no, as LLaVA-1.5's data mix does, so the benchmarks' answer formats are not foreign."""
     pool = lang.qa_pool(scene, rng)
     picked = [pool[i] for i in rng.permutation(len(pool))[: int(rng.integers(2, 5))]]
-    # Yes/no checks balanced per image (what MME and POPE ask) get an extra share: one or two per record.
-    picked += [lang.verify_qa(scene, rng, answer_yes=rng.random() < 0.5) for _ in range(int(rng.integers(1, 3)))]
+    # Yes/no questions balanced per image are what MME and POPE ask: give them an extra share.
+    picked.append(lang.exists_qa(scene, rng, answer_yes=rng.random() < 0.5))
     turns = []
     for qa in picked:
         u = rng.random()
         if u < 0.25:
             q, a = qa.question + SHORT_ANSWER, qa.short
-        elif u < 0.5 and qa.short in ("yes", "no"):
+        elif u < 0.4 and qa.short in ("yes", "no"):
             q, a = qa.question + YES_NO, qa.short.capitalize()
         else:
             q, a = qa.question, qa.long

@@ -114,34 +114,6 @@ def exists_qa(scene: Scene, rng: np.random.Generator, answer_yes: bool) -> QA:
     return QA("exists", f"Is there {article(kind)} in the image?", "no", f"No, there is no {kind} in the image.")
 
 
-def verify_qa(scene: Scene, rng: np.random.Generator, answer_yes: bool) -> QA:
-    """A yes/no check of one fact about a scene, the answer asked for by the caller: is there a kind, a
-    coloured kind, is a shape in a cell, is there a number of a kind. LLaVA's conversations verify facts this way
-    ("Is the man wearing a hat?"); the perception benchmarks ask nothing else."""
-    s = _choice(rng, list(scene.shapes))
-    form = int(rng.integers(4))
-    yes_no = "yes" if answer_yes else "no"
-    name = s.phrase(with_size=False)
-    elsewhere = [c for c in range(len(CELLS)) if c not in {x.cell for x in scene.shapes if x.phrase(False) == name}]
-    if form == 0 or (form == 2 and not answer_yes and not elsewhere):  # (no cell without this shape to ask of)
-        return exists_qa(scene, rng, answer_yes)
-    if form == 1:
-        others = [c for c in COLOURS if not any(x.kind == s.kind and x.colour == c for x in scene.shapes)]
-        colour = s.colour if answer_yes else _choice(rng, others)
-        return QA("verify", f"Is there {article(f'{colour} {s.kind}')} in the picture?", yes_no,
-                  f"Yes, there is {article(s.phrase())} in the {s.position}." if answer_yes
-                  else f"No, there is no {colour} {s.kind} in the picture.")
-    if form == 2:
-        cell = s.cell if answer_yes else _choice(rng, elsewhere)
-        return QA("verify", f"Is the {name} in the {CELLS[cell]}?", yes_no,
-                  f"{yes_no.capitalize()}, the {name} is in the {s.position}.")
-    n = scene.count(s.kind)
-    k = n if answer_yes else (n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
-    return QA("verify", f"{'Is' if k == 1 else 'Are'} there {NUMBER_WORDS[k]} {plural(s.kind, k)} in the picture?",
-              yes_no, f"{yes_no.capitalize()}, there {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} "
-              f"{plural(s.kind, n)}.")
-
-
 def qa_pool(scene: Scene, rng: np.random.Generator) -> list[QA]:
     """One question of each skill that applies to this scene."""
     n = len(scene.shapes)

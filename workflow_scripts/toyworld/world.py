@@ -65,7 +65,7 @@ def scene_document(scene, rng) -> str:
     shown = lang.scene_in_words(scene)
     if rng.random() < 0.4:
         return f"{shown} {lang.cc3m_caption(scene, rng)}\n"
-    pool = lang.qa_pool(scene, rng) + [lang.verify_qa(scene, rng, answer_yes=rng.random() < 0.5)]
+    pool = lang.qa_pool(scene, rng) + [lang.exists_qa(scene, rng, answer_yes=rng.random() < 0.5)]
     turns = []
     for qa in [pool[int(i)] for i in rng.permutation(len(pool))[: int(rng.integers(1, 4))]]:
         short = rng.random() < 0.5
