@@ -67,12 +67,13 @@ def score(parsed: dict[str, str], refs: dict[str, tuple[str, str, str]], allow_p
     """Pure scoring per split and the means. Answers must cover the references (``coverage``)."""
     cover = coverage(parsed, refs, "pope", allow_partial,
                      hint="; LLaVA's answer files are scored with its question file: --questions llava_pope_test.jsonl")
-    splits = sorted({ref[0] for ref in refs.values()})
+    by_split: dict[str, dict] = {}
+    for qid, ref in refs.items():
+        by_split.setdefault(ref[0], {})[qid] = ref
     out = {}
-    for split in splits:
-        pairs = [(parsed[qid], truth) for qid, (s, truth, _) in refs.items() if s == split and qid in parsed]
+    for split, split_refs in sorted(by_split.items()):
+        pairs = [(parsed[qid], truth) for qid, (_, truth, _) in split_refs.items() if qid in parsed]
         if pairs:
-            split_refs = {qid: ref for qid, ref in refs.items() if ref[0] == split}
             out[split] = {**binary_metrics(pairs), **question_blind_images(parsed, split_refs)}
     return {"f1_mean": sum(v["f1"] for v in out.values()) / len(out),
             "accuracy_mean": sum(v["accuracy"] for v in out.values()) / len(out), "splits": out, "coverage": cover}
