@@ -8,6 +8,11 @@ scene. A kind at the guess here is a skill the LLM does not bring to stage 2: th
 
     .venv/bin/python benchmarks/text_skills.py                       # after `make demo` (the toy LLM)
     .venv/bin/python benchmarks/text_skills.py --llm OTHER_LLM --scenes 300
+    # the same questions to the LLM as stage 1 left it (the MLLM asked in text only, no image):
+    .venv/bin/python benchmarks/text_skills.py --connector results/demo/pretrain/toy-vicuna/connector.safetensors
+
+Stage 1 that trains LLM groups (``stage1.trains``) can erase the skill before stage 2 begins; ``--connector``
+shows it, ``--strategy``/``--delta`` add a stage-2 cell.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from workflow_scripts.data.conversation import generation_prompt
+from workflow_scripts.evaluate.run import read_config
+from workflow_scripts.model.trained import build_trained
 from workflow_scripts.toyworld import formats
 from workflow_scripts.toyworld import language as lang
 from workflow_scripts.toyworld.scenes import sample_scenes
@@ -54,11 +61,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--llm", default="resources/toy/models/llm")
     ap.add_argument("--scenes", type=int, default=150)
+    ap.add_argument("--connector", help="stage-1 safetensors: ask the MLLM stage 1 left (text only)")
+    ap.add_argument("--strategy", help="with --delta: a stage-2 cell's strategy")
+    ap.add_argument("--delta", help="a stage-2 cell's delta.safetensors")
+    ap.add_argument("--vision", default="resources/toy/models/vision")
+    ap.add_argument("--config", default="config/demo.yaml", help="model keys (vision, connector) for --connector")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if (args.strategy is None) != (args.delta is None) or (args.delta and not args.connector):
+        ap.error("--strategy and --delta go together, with the --connector the cell was trained from")
     torch.set_num_threads(args.threads)
-    tokenizer = AutoTokenizer.from_pretrained(args.llm)
-    model = LlamaForCausalLM.from_pretrained(args.llm).eval()
+    if args.connector:
+        config = read_config(argparse.Namespace(config=args.config, config_json=None))
+        model, processor = build_trained(args.llm, args.vision, config, args.connector, args.strategy, args.delta)
+        tokenizer, model = processor.tokenizer, model.eval()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(args.llm)
+        model = LlamaForCausalLM.from_pretrained(args.llm).eval()
     asked = questions(sample_scenes(99, "text_skills", args.scenes, 0), np.random.default_rng(5))
     given = answer(model, tokenizer, [p for _, p, _ in asked])
     right, truths, yes = defaultdict(list), defaultdict(Counter), defaultdict(list)
@@ -66,7 +85,8 @@ def main() -> None:
         right[kind].append(said == truth)
         truths[kind][truth] += 1
         yes[kind].append(said == "yes")
-    print(f"\n{args.llm}: short answers about a scene shown in words ({args.scenes} fresh scenes)")
+    asked_of = " + ".join(x for x in (args.llm, args.connector, args.delta) if x)
+    print(f"\n{asked_of}: short answers about a scene shown in words ({args.scenes} fresh scenes)")
     print(f"{'question':16s} {'n':>5s} {'right %':>8s} {'guess %':>8s} {'said yes %':>10s}")
     for kind in sorted(right):
         guess = 100 * truths[kind].most_common(1)[0][1] / len(right[kind])
