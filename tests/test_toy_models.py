@@ -45,3 +45,27 @@ def test_toy_vision_learns_and_loads_as_clip_vision(trained_base_models, smoke_c
         hidden = vision(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
     width = smoke_config["toy_world"]["vision"]["hidden_size"]
     assert hidden.shape == (1, 1 + metrics["image_tokens"], width)  # CLS + 16 patches
+
+
+def test_packed_stream_cuts_windows_from_the_documents_joined_end_to_end():
+    from workflow_scripts.toyworld.toy_llm import PackedStream
+
+    docs = [torch.tensor([1, 5, 6, 2]), torch.tensor([1, 7])]  # the second lacks its </s> (cut at max_length)
+    stream = PackedStream(docs, eos_id=2, length=3)
+    assert stream.tokens.tolist() == [1, 5, 6, 2, 1, 7, 2]
+    batch = stream.batch(8, torch.Generator().manual_seed(0))
+    windows = {tuple(w) for w in batch["input_ids"].tolist()}
+    assert windows <= {(1, 5, 6), (5, 6, 2), (6, 2, 1), (2, 1, 7)} and len(windows) > 1
+    assert batch["labels"].equal(batch["input_ids"]) and batch["attention_mask"].all()
+    with pytest.raises(ValueError, match="max_length=8"):
+        PackedStream(docs, eos_id=2, length=8)
+
+
+def test_toy_llm_trains_on_packed_windows():
+    from workflow_scripts.toyworld import toy_llm
+
+    texts = [f"small red circle top left , large blue star bottom right {i % 7}" for i in range(60)]
+    spec = {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64, "vocab_size": 300,
+            "max_length": 32, "steps": 40, "batch_size": 8, "lr": 3e-3, "packed": True}
+    _, _, metrics = toy_llm.train(texts, texts[:10], spec, seed=0, log=lambda *_: None)
+    assert metrics["packed"] and metrics["val_perplexity_after"] < metrics["val_perplexity_before"] / 5

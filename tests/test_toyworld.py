@@ -162,6 +162,21 @@ def test_scene_documents_show_the_scene_where_the_image_would_be():
     assert all("USER: small orange cross top right , large blue circle bottom left\n" in d for d in chats)
 
 
+def test_scene_questions_add_existence_checks_and_mme_yes_no_form():
+    s = scenes.Scene(7, (scenes.Shape("cross", "orange", "small", 1), scenes.Shape("circle", "blue", "large", 2)))
+    chats = lambda rng, **kw: [d for d in (world.scene_document(s, rng, **kw) for _ in range(60))  # noqa: E731
+                               if d.startswith("A chat")]
+    for doc in chats(np.random.default_rng(3)):  # the demo's corpus: no MME form
+        assert "Please answer yes or no." not in doc
+    docs = chats(np.random.default_rng(3), extra_exists=2, yes_no_share=1.0)
+    assert docs
+    for doc in docs:
+        asked = re.findall(r"Is there an? (\w+) in the image\? Please answer yes or no\. ASSISTANT: (Yes|No)</s>", doc)
+        assert len(asked) >= 2  # the two added, asked in MME's form since every yes/no question is
+        assert all((kind in ("cross", "circle")) == (said == "Yes") for kind, said in asked), asked
+        assert doc.count("Is there") == len(asked)  # no existence question left in another form
+
+
 def test_pretraining_corpus_holds_the_configured_share_of_scene_documents(smoke_world):
     config, _ = smoke_world
     root = Path(config["toy_world"]["root"]) / "pretrain"

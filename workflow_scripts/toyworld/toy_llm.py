@@ -60,6 +60,23 @@ def collate(seqs: list[torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
 
 
+class PackedStream:
+    """All training documents joined end to end (each ends with </s>); a batch is ``batch_size`` windows of
+    ``length`` tokens, as GPT-style pretraining reads text: no padding, so every position is a real token."""
+
+    def __init__(self, seqs: list[torch.Tensor], eos_id: int, length: int):
+        ends = [s if s[-1] == eos_id else torch.cat([s, torch.tensor([eos_id])]) for s in seqs]
+        self.tokens, self.length = torch.cat(ends), length
+        if len(self.tokens) <= length:
+            raise ValueError(f"packed training needs more than max_length={length} tokens; the corpus has "
+                             f"{len(self.tokens)}")
+
+    def batch(self, batch_size: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        starts = torch.randint(len(self.tokens) - self.length, (batch_size,), generator=gen).tolist()
+        ids = torch.stack([self.tokens[s: s + self.length] for s in starts])
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+
 @torch.no_grad()
 def perplexity(model, seqs: list[torch.Tensor], pad_id: int, batch_size: int = 64) -> float:
     """exp(mean next-token NLL) over all tokens of ``seqs``."""
@@ -100,10 +117,15 @@ def train(train_texts: list[str], val_texts: list[str], spec: dict, seed: int, l
     opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.0)
     sched = get_cosine_schedule_with_warmup(opt, max(1, spec["steps"] // 20), spec["steps"])
     gen = torch.Generator().manual_seed(seed)
+    packed = PackedStream(train_seqs, tokenizer.eos_token_id, spec["max_length"]) if spec.get("packed") else None
     losses = []
     for step in range(1, spec["steps"] + 1):
-        idx = torch.randint(len(train_seqs), (spec["batch_size"],), generator=gen)
-        loss = model(**collate([train_seqs[i] for i in idx], pad)).loss
+        if packed is not None:
+            batch = packed.batch(spec["batch_size"], gen)
+        else:
+            idx = torch.randint(len(train_seqs), (spec["batch_size"],), generator=gen)
+            batch = collate([train_seqs[i] for i in idx], pad)
+        loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
@@ -113,7 +135,8 @@ def train(train_texts: list[str], val_texts: list[str], spec: dict, seed: int, l
     ppl_after = perplexity(model, val_seqs, pad)
     log(f"val perplexity after training {ppl_after:.2f} (uniform guess: {len(tokenizer)})")
     metrics = {"vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters()),
-               "train_sequences": len(train_seqs), "val_sequences": len(val_seqs), "steps": spec["steps"],
+               "train_sequences": len(train_seqs), "packed": bool(packed),
+               "train_tokens": sum(len(s) for s in train_seqs), "val_sequences": len(val_seqs), "steps": spec["steps"],
                "val_perplexity_before": ppl_before, "val_perplexity_after": ppl_after,
                "uniform_perplexity": len(tokenizer), "first_loss": losses[0], "last_loss": losses[-1],
                "seconds": round(time.time() - start, 1)}

@@ -57,27 +57,41 @@ def text_document(scene, rng) -> str:
     return " ".join(captions[: int(rng.integers(1, 4))]) + "\n" + render_text("vicuna_v1", turns)
 
 
-def scene_document(scene, rng) -> str:
+def scene_document(scene, rng, extra_exists: int = 0, yes_no_share: float = 0.0) -> str:
     """Text in which the scene is *shown* in words where an image would be, then captioned (stage 1's ``plain``
     layout) or asked about in a chat (the instruct layout, short-answer forms included). An LLM that learned to
     read a scene here only needs a connector that tells it the picture in the same terms: the paper's view of
-    LLM -> MLLM as domain adaptation, in miniature."""
+    LLM -> MLLM as domain adaptation, in miniature.
+
+    ``extra_exists`` existence questions (yes or no at even odds) join each chat, shuffled in; ``yes_no_share``
+    of the yes/no questions ask "Please answer yes or no." as MME does. An existence check is the skill a tiny LLM
+    learns last (``benchmarks/text_skills.py``). The defaults write the demo's corpus unchanged."""
     shown = lang.scene_in_words(scene)
     if rng.random() < 0.4:
         return f"{shown} {lang.cc3m_caption(scene, rng)}\n"
     pool = lang.qa_pool(scene, rng) + [lang.exists_qa(scene, rng, answer_yes=rng.random() < 0.5)]
+    picked = [pool[int(i)] for i in rng.permutation(len(pool))[: int(rng.integers(1, 4))]]
+    if extra_exists:
+        picked += [lang.exists_qa(scene, rng, answer_yes=rng.random() < 0.5) for _ in range(extra_exists)]
+        picked = [picked[int(i)] for i in rng.permutation(len(picked))]
     turns = []
-    for qa in [pool[int(i)] for i in rng.permutation(len(pool))[: int(rng.integers(1, 4))]]:
-        short = rng.random() < 0.5
-        turns.append((qa.question + (formats.SHORT_ANSWER if short else ""), qa.short if short else qa.long))
+    for qa in picked:
+        u = rng.random()
+        if u < yes_no_share and qa.short in ("yes", "no"):
+            turns.append((qa.question + formats.YES_NO, qa.short.capitalize()))
+        elif u < yes_no_share + (1 - yes_no_share) / 2:
+            turns.append((qa.question + formats.SHORT_ANSWER, qa.short))
+        else:
+            turns.append((qa.question, qa.long))
     turns[0] = (f"{shown}\n{turns[0][0]}", turns[0][1])
     return render_text("vicuna_v1", turns)
 
 
-def write_pretraining(pools, rng, root: Path, image_size: int, scene_share: float) -> dict:
+def write_pretraining(pools, rng, root: Path, image_size: int, scene_share: float, scene_questions: dict) -> dict:
     for split in ("train", "val"):
         formats.write_jsonl(root / f"text_{split}.jsonl", [
-            {"text": scene_document(s, rng) if rng.random() < scene_share else text_document(s, rng)}
+            {"text": scene_document(s, rng, **scene_questions) if rng.random() < scene_share
+             else text_document(s, rng)}
             for s in pools[f"text_{split}"]])
     for split in ("train", "test"):
         rows = []
@@ -116,7 +130,7 @@ def generate(spec: dict, staging: Path) -> dict:
     summary["mme"] = formats_eval.write_mme(mme, rng, p["mme_root"], size)
     summary["pope"] = formats_eval.write_pope(pools["pope"], rng, p["pope_root"], p["pope_images"], size)
     summary["pretraining"] = write_pretraining(pools, rng, staging / "pretrain", size,
-                                               toy.get("scene_text_share", 0.5))
+                                               toy.get("scene_text_share", 0.5), toy.get("scene_questions", {}))
     return summary
 
 
