@@ -98,6 +98,23 @@ def test_snakemake_rejects_invalid_config_at_parse_time(tmp_path):
     assert "per_device_batch" in proc.stdout + proc.stderr
 
 
+def test_grounded_demo_overlays_the_demo_with_its_own_world():
+    """config/demo_grounded.yaml is laid over config/demo.yaml as `make demo-grounded` does (Snakemake merges the
+    files key by key): the result is valid, and its world, models and results never touch the demo's."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config/demo_grounded.yaml").read_text()))
+    config = validated(config)
+    study.check_config(config)
+    demo = load_config("config/demo.yaml")
+    assert config["toy_world"]["root"] != demo["toy_world"]["root"]
+    assert config["data_root"] != demo["data_root"] and config["results_root"] != demo["results_root"]
+    assert config["toy_world"]["llm"]["packed"] and config["toy_world"]["llm"]["hidden_size"] == 128  # merged
+    assert config["stage1"]["trains"] == ["connector"] and config["stage1"]["epochs"] == 5
+    assert config["strategies"] == demo["strategies"] and config["learning_rates"] == demo["learning_rates"]
+
+
 def test_demo_config_is_not_merged_with_paper_config(tmp_path):
     """--configfile replaces config.yaml, so the demo grid has only the toy LLM."""
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--configfile",

@@ -217,3 +217,13 @@ def test_readme_per_type_table_is_generated_with_table1s_rows():
     rows = [line for line in block if line.startswith("| MM-ToyVicuna")]
     assert [r.split(" | ")[1] for r in rows] == [r.split(" | ")[1] for r in table1 if r.startswith("| MM-ToyVicuna")]
     assert all("—" not in r for r in rows)
+
+
+def test_readme_main_fills_only_the_named_runs_blocks(tmp_path):
+    """The demo and the grounded miniature print tables of the same names; each fills its own blocks."""
+    demo, grounded = readme.markers("t1"), readme.markers("t1", "demo_grounded")
+    (tmp_path / "README.md").write_text(f"{demo[0]}\nold demo\n{demo[1]}\n{grounded[0]}\nold\n{grounded[1]}\n")
+    (tmp_path / "t1.md").write_text("| grounded |\n")
+    readme.main(["--run", "demo_grounded", str(tmp_path / "README.md"), str(tmp_path / "t1.md")])
+    assert (tmp_path / "README.md").read_text() == (
+        f"{demo[0]}\nold demo\n{demo[1]}\n{grounded[0]}\n| grounded |\n{grounded[1]}\n")
