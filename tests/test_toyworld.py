@@ -11,7 +11,7 @@ from PIL import Image
 
 from workflow_scripts import study
 from workflow_scripts.data import readers
-from workflow_scripts.toyworld import formats_eval, language, scenes, world
+from workflow_scripts.toyworld import formats, formats_eval, language, scenes, world
 
 
 def _ids(names):
@@ -175,6 +175,56 @@ def test_scene_questions_add_existence_checks_and_mme_yes_no_form():
         assert len(asked) >= 2  # the two added, asked in MME's form since every yes/no question is
         assert all((kind in ("cross", "circle")) == (said == "Yes") for kind, said in asked), asked
         assert doc.count("Is there") == len(asked)  # no existence question left in another form
+
+
+def _truth(scene, question: str) -> bool:
+    """Hand-written reading of the yes/no questions about ``scene`` (independent of the generator's code)."""
+    if m := re.fullmatch(r"Is there an? (\w+) in the image\?", question):
+        return m[1] in scene.kinds()
+    if m := re.fullmatch(r"Is there an? (\w+) (\w+) in the image\?", question):
+        return any((s.colour, s.kind) == (m[1], m[2]) for s in scene.shapes)
+    if m := re.fullmatch(r"(?:Is|Are) there (\w+) (\w+?)(?:es|s)? in the image\?", question):
+        return language.NUMBER_WORDS.index(m[1]) == scene.count(m[2])
+    m = re.fullmatch(r"Is the (\w+) (\w+) in the (\w+ \w+)\?", question)
+    return any((s.colour, s.kind, s.position) == (m[1], m[2], m[3]) for s in scene.shapes)
+
+
+def test_short_answer_records_ask_checkable_questions_in_the_benchmarks_forms():
+    s = scenes.Scene(7, (scenes.Shape("cross", "orange", "small", 1), scenes.Shape("circle", "blue", "large", 2),
+                         scenes.Shape("cross", "red", "large", 3)))
+    rng = np.random.default_rng(5)
+    negatives = Counter()
+    for _ in range(60):
+        record = formats.short_answer_record(s, rng, existence=4, checks=2, other=1)
+        turns = record["conversations"]
+        assert record["type"] == "short_answers" and len(turns) == 2 * 7
+        assert turns[0]["value"].startswith("<image>\n")
+        asked = [(t["value"].removeprefix("<image>\n"), a["value"]) for t, a in zip(turns[::2], turns[1::2])]
+        exists = [(q.removesuffix(formats.SHORT_ANSWER), a) for q, a in asked
+                  if q.startswith("Is there") and q.endswith(formats.SHORT_ANSWER)]
+        checks = [(q.removesuffix(formats.YES_NO), a) for q, a in asked if q.endswith(formats.YES_NO)]
+        assert len(exists) == 4 and len(checks) == 2
+        assert len({q for q, _ in exists}) == 4  # four different kinds
+        assert sorted(a for _, a in exists) == ["no", "no", "yes", "yes"]  # two present kinds, two absent
+        assert all(_truth(s, q) == (a == "yes") for q, a in exists), exists
+        assert all(a in ("Yes", "No") and _truth(s, q) == (a == "Yes") for q, a in checks), checks
+        negatives.update(re.match(r"Is there an? (\w+)", q)[1] for q, a in exists if a == "no")
+    # the partners of the kinds present (circle: square; cross: star) are asked more often than the others
+    assert min(negatives["square"], negatives["star"]) > max(negatives[k] for k in ("triangle", "diamond"))
+
+
+def test_short_answer_share_of_the_instruct_records(tmp_path):
+    pool = scenes.sample_scenes(seed=0, pool="instruct", count=400, first_id=1)
+    default = formats.write_instruct(pool, np.random.default_rng(1), tmp_path / "a.json", tmp_path / "img", 32)
+    off = formats.write_instruct(pool, np.random.default_rng(1), tmp_path / "b.json", tmp_path / "img", 32,
+                                 {"share": 0.0, "existence": 4})
+    assert default == off and (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    counts = formats.write_instruct(pool, np.random.default_rng(1), tmp_path / "c.json", tmp_path / "img", 32,
+                                    {"share": 0.5, "existence": 2, "checks": 1, "other": 0})
+    assert set(counts) == {"conversation", "complex_reasoning", "detail", "short_answers"}
+    assert sum(counts.values()) == 400 and 160 < counts["short_answers"] < 240, counts
+    records = readers.read_llava_json(str(tmp_path / "c.json"))  # the real reader takes them
+    assert sum(r.type == "short_answers" for r in records) == counts["short_answers"]
 
 
 def test_pretraining_corpus_holds_the_configured_share_of_scene_documents(smoke_world):

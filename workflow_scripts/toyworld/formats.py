@@ -109,19 +109,47 @@ def instruct_record(scene: Scene, rng, kind: str) -> dict:
             "conversations": turns}
 
 
+def short_answer_record(scene: Scene, rng, existence: int = 4, checks: int = 2, other: int = 1) -> dict:
+    """A record as LLaVA-1.5's mix adds them from VQA datasets: several questions about one image, each answered
+    in a word. ``existence`` existence questions and ``other`` short questions (colour, count, position, size)
+    carry LLaVA-1.5's short-answer instruction; ``checks`` colour/count/position checks ask for yes or no."""
+    asked = [(qa.question + SHORT_ANSWER, qa.short) for qa in lang.existence_checks(scene, rng, existence)]
+    asked += [(qa.question + YES_NO, qa.short.capitalize())
+              for qa in (lang.check_qa(scene, rng, answer_yes=rng.random() < 0.5) for _ in range(checks))]
+    pool = [qa for qa in lang.qa_pool(scene, rng) if qa.kind != "exists"]
+    asked += [(pool[i].question + SHORT_ANSWER, pool[i].short) for i in rng.permutation(len(pool))[:other]]
+    turns = []
+    for i in rng.permutation(len(asked)):
+        turns += [{"from": "human", "value": asked[i][0]}, {"from": "gpt", "value": asked[i][1]}]
+    turns[0]["value"] = f"<image>\n{turns[0]['value']}"
+    return {"id": f"{scene.scene_id:012d}", "image": f"{scene.scene_id:012d}.jpg", "type": "short_answers",
+            "conversations": turns}
+
+
 INSTRUCT_TYPES = ("conversation", "complex_reasoning", "detail")
 INSTRUCT_TYPE_RATES = (0.45, 0.35, 0.20)
 
 
-def write_instruct(scenes, rng, json_path: Path, image_dir: Path, image_size: int) -> dict:
-    """LLaVA instruct json (80K/150K format, plus a ``type`` tag) with COCO train2017-style image names."""
+def write_instruct(scenes, rng, json_path: Path, image_dir: Path, image_size: int,
+                   short_answers: dict | None = None) -> dict:
+    """LLaVA instruct json (80K/150K format, plus a ``type`` tag) with COCO train2017-style image names.
+
+    ``short_answers`` (``{share, existence, checks, other}``) makes that share of the records LLaVA-1.5-style
+    short-answer records (``short_answer_record``); without it, the generator draws exactly what it always did.
+    """
+    spec = dict(short_answers or {})
+    share = spec.pop("share", 0.0)
     records = []
     for s in scenes:
         save_image(s, image_dir / f"{s.scene_id:012d}.jpg", image_size)
         kind = str(rng.choice(INSTRUCT_TYPES, p=INSTRUCT_TYPE_RATES))
-        records.append(instruct_record(s, rng, kind))
+        if share and rng.random() < share:
+            records.append(short_answer_record(s, rng, **spec))
+        else:
+            records.append(instruct_record(s, rng, kind))
     write_json(json_path, records)
-    return {t: sum(r["type"] == t for r in records) for t in INSTRUCT_TYPES}
+    types = INSTRUCT_TYPES + (("short_answers",) if share else ())
+    return {t: sum(r["type"] == t for r in records) for t in types}
 
 
 def coco_image_name(scene: Scene, subset: str) -> str:

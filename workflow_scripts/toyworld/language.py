@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflow_scripts.toyworld.scenes import CELLS, COLOURS, SHAPES, Scene, Shape
+from workflow_scripts.toyworld.scenes import CELLS, COLOURS, PARTNER, SHAPES, Scene, Shape
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
 
@@ -112,6 +112,49 @@ def exists_qa(scene: Scene, rng: np.random.Generator, answer_yes: bool) -> QA:
                   f"Yes, there is {article(where.phrase())} in the {where.position}.")
     kind = _choice(rng, absent)
     return QA("exists", f"Is there {article(kind)} in the image?", "no", f"No, there is no {kind} in the image.")
+
+
+def existence_checks(scene: Scene, rng: np.random.Generator, n: int) -> list[QA]:
+    """``n`` existence questions about distinct kinds, half of them present (as POPE asks per image). Half the
+    absent kinds asked are the present kinds' partners when those are absent: the object a co-occurrence prior
+    would guess, which POPE's adversarial split asks about."""
+    present = [str(k) for k in rng.permutation(sorted(scene.kinds()))]
+    absent = [k for k in SHAPES if k not in scene.kinds()]
+    partners = sorted({PARTNER[k] for k in present} & set(absent))
+    asked = [(k, True) for k in present[: n - n // 2]]
+    while len(asked) < n and absent:
+        pick = partners if partners and rng.random() < 0.5 else absent
+        kind = _choice(rng, pick)
+        absent.remove(kind)
+        partners = [k for k in partners if k != kind]
+        asked.append((kind, False))
+    return [QA("exists", f"Is there {article(k)} in the image?", "yes" if yes else "no",
+               f"Yes, there is {article(k)} in the image." if yes else f"No, there is no {k} in the image.")
+            for k, yes in asked]
+
+
+def check_qa(scene: Scene, rng: np.random.Generator, answer_yes: bool) -> QA:
+    """A yes/no check of one shape's colour, count or position ('Is the red circle in the top left?'), the
+    checks MME's perception subtasks ask besides existence."""
+    s = _choice(rng, list(scene.shapes))
+    form = int(rng.integers(3))
+    if form == 0:
+        colour = s.colour if answer_yes else _choice(rng, [c for c in COLOURS if c != s.colour])
+        yes = any(x.kind == s.kind and x.colour == colour for x in scene.shapes)
+        return QA("check", f"Is there a {colour} {s.kind} in the image?", "yes" if yes else "no",
+                  f"Yes, there is a {colour} {s.kind}." if yes else f"No, there is no {colour} {s.kind}.")
+    if form == 1:
+        n = scene.count(s.kind)
+        k = n if answer_yes else (n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
+        return QA("check", f"{'Is' if k == 1 else 'Are'} there {NUMBER_WORDS[k]} {plural(s.kind, k)} in the image?",
+                  "yes" if k == n else "no",
+                  f"{'Yes' if k == n else 'No'}, there {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} "
+                  f"{plural(s.kind, n)}.")
+    name = s.phrase(with_size=False)
+    cell = s.position if answer_yes else _choice(rng, [c for i, c in enumerate(CELLS) if i != s.cell])
+    yes = any(x.phrase(with_size=False) == name and x.position == cell for x in scene.shapes)
+    return QA("check", f"Is the {name} in the {cell}?", "yes" if yes else "no",
+              f"Yes, the {name} is in the {cell}." if yes else f"No, the {name} is in the {s.position}.")
 
 
 def qa_pool(scene: Scene, rng: np.random.Generator) -> list[QA]:

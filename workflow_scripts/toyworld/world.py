@@ -115,7 +115,8 @@ def generate(spec: dict, staging: Path) -> dict:
     web = Path(toy["root"]) / "web" / "cc3m"  # where the "internet" lives once installed
     summary = {"cc3m": formats.write_cc3m(pools["cc3m"], rng, p["cc3m_tsv"], staging / "web" / "cc3m", web,
                                           p.get("cc3m_subset"), size, toy["counts"]["cc3m_dead_urls"])}
-    summary["instruct"] = formats.write_instruct(pools["instruct"], rng, p["instruct_json"], p["instruct_images"], size)
+    summary["instruct"] = formats.write_instruct(pools["instruct"], rng, p["instruct_json"], p["instruct_images"], size,
+                                                 toy.get("short_answers"))
     for name in ("coco", "flickr30k"):
         splits = {s: pools[f"{name}_{s}"] for s in ("train", "val", "test")}
         summary[name] = formats.write_karpathy(splits, rng, p[f"{name}_karpathy_json"], p[f"{name}_images"], name, size)
