@@ -213,18 +213,25 @@ def test_short_answer_records_ask_checkable_questions_in_the_benchmarks_forms():
     assert min(negatives["square"], negatives["star"]) > max(negatives[k] for k in ("triangle", "diamond"))
 
 
-def test_short_answer_share_of_the_instruct_records(tmp_path):
+def test_short_answer_records_replace_a_share_and_leave_the_rest_of_the_world_as_it_was(tmp_path):
     pool = scenes.sample_scenes(seed=0, pool="instruct", count=400, first_id=1)
-    default = formats.write_instruct(pool, np.random.default_rng(1), tmp_path / "a.json", tmp_path / "img", 32)
-    off = formats.write_instruct(pool, np.random.default_rng(1), tmp_path / "b.json", tmp_path / "img", 32,
-                                 {"share": 0.0, "existence": 4})
-    assert default == off and (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    counts = formats.write_instruct(pool, np.random.default_rng(1), tmp_path / "c.json", tmp_path / "img", 32,
-                                    {"share": 0.5, "existence": 2, "checks": 1, "other": 0})
+
+    def write(name, short_answers=None):
+        rng = np.random.default_rng(1)
+        counts = formats.write_instruct(pool, rng, tmp_path / name, tmp_path / "img", 32, short_answers,
+                                        np.random.default_rng(2))
+        return counts, json.loads((tmp_path / name).read_text()), rng.random()  # rng.random(): where rng ended
+
+    default, off = write("a.json"), write("b.json", {"share": 0.0, "existence": 4})
+    assert default == off
+    counts, records, after = write("c.json", {"share": 0.5, "existence": 2, "checks": 1, "other": 0})
+    assert after == default[2]  # the datasets written after the instruct json are drawn as without them
     assert set(counts) == {"conversation", "complex_reasoning", "detail", "short_answers"}
     assert sum(counts.values()) == 400 and 160 < counts["short_answers"] < 240, counts
-    records = readers.read_llava_json(str(tmp_path / "c.json"))  # the real reader takes them
-    assert sum(r.type == "short_answers" for r in records) == counts["short_answers"]
+    kept = [r for r in records if r["type"] != "short_answers"]
+    assert kept == [r for r, new in zip(default[1], records) if new["type"] != "short_answers"]
+    assert sum(r.type == "short_answers" for r in readers.read_llava_json(str(tmp_path / "c.json"))) == \
+        counts["short_answers"]  # the real reader takes them
 
 
 def test_pretraining_corpus_holds_the_configured_share_of_scene_documents(smoke_world):

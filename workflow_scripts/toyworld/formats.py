@@ -131,22 +131,25 @@ INSTRUCT_TYPE_RATES = (0.45, 0.35, 0.20)
 
 
 def write_instruct(scenes, rng, json_path: Path, image_dir: Path, image_size: int,
-                   short_answers: dict | None = None) -> dict:
+                   short_answers: dict | None = None, short_rng=None) -> dict:
     """LLaVA instruct json (80K/150K format, plus a ``type`` tag) with COCO train2017-style image names.
 
-    ``short_answers`` (``{share, existence, checks, other}``) makes that share of the records LLaVA-1.5-style
-    short-answer records (``short_answer_record``); without it, the generator draws exactly what it always did.
+    ``short_answers`` (``{share, existence, checks, other}``) replaces that share of the records by LLaVA-1.5-style
+    short-answer records (``short_answer_record``), drawn from ``short_rng``. Every record is first drawn from
+    ``rng`` as without them, so ``rng`` ends where it would have: the rest of the world stays the same.
     """
     spec = dict(short_answers or {})
     share = spec.pop("share", 0.0)
+    if share and short_rng is None:
+        raise ValueError("short-answer records need their own generator (short_rng)")
     records = []
     for s in scenes:
         save_image(s, image_dir / f"{s.scene_id:012d}.jpg", image_size)
         kind = str(rng.choice(INSTRUCT_TYPES, p=INSTRUCT_TYPE_RATES))
-        if share and rng.random() < share:
-            records.append(short_answer_record(s, rng, **spec))
-        else:
-            records.append(instruct_record(s, rng, kind))
+        record = instruct_record(s, rng, kind)
+        if share and short_rng.random() < share:
+            record = short_answer_record(s, short_rng, **spec)
+        records.append(record)
     write_json(json_path, records)
     types = INSTRUCT_TYPES + (("short_answers",) if share else ())
     return {t: sum(r["type"] == t for r in records) for t in types}

@@ -26,6 +26,7 @@ from workflow_scripts.toyworld.scenes import sample_scenes
 POOLS = ("cc3m", "instruct", "coco_train", "coco_val", "coco_test", "flickr30k_train", "flickr30k_val",
          "flickr30k_test", "vqav2_train", "vqav2_val", "mme", "pope", "text_train", "text_val", "clip_train",
          "clip_test")
+SHORT_STREAM = 1  # keys the short-answer records' own random stream (toy_world.short_answers)
 
 
 def pool_sizes(counts: dict, n_mme_subtasks: int) -> dict[str, int]:
@@ -116,7 +117,7 @@ def generate(spec: dict, staging: Path) -> dict:
     summary = {"cc3m": formats.write_cc3m(pools["cc3m"], rng, p["cc3m_tsv"], staging / "web" / "cc3m", web,
                                           p.get("cc3m_subset"), size, toy["counts"]["cc3m_dead_urls"])}
     summary["instruct"] = formats.write_instruct(pools["instruct"], rng, p["instruct_json"], p["instruct_images"], size,
-                                                 toy.get("short_answers"))
+                                                 toy.get("short_answers"), np.random.default_rng([seed, SHORT_STREAM]))
     for name in ("coco", "flickr30k"):
         splits = {s: pools[f"{name}_{s}"] for s in ("train", "val", "test")}
         summary[name] = formats.write_karpathy(splits, rng, p[f"{name}_karpathy_json"], p[f"{name}_images"], name, size)
