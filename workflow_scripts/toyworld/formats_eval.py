@@ -24,10 +24,8 @@ def mme_pair(subtask: str, scene: Scene, rng) -> tuple[str, str]:
         return f"Is there {lang.article(s.kind)} in this image?", f"Is there {lang.article(absent[0])} in this image?"
     if subtask == "count":
         n = scene.count(s.kind)
-        wrong = n + 1 if n == 1 or rng.random() < 0.5 else n - 1
-        def ask(k: int) -> str:
-            return f"{'Is' if k == 1 else 'Are'} there {lang.NUMBER_WORDS[k]} {lang.plural(s.kind, k)} in this image?"
-        return ask(n), ask(wrong)
+        wrong = lang.wrong_count(n, rng)
+        return lang.count_question(s.kind, n, "this image"), lang.count_question(s.kind, wrong, "this image")
     if subtask == "position":
         other = lang._choice(rng, [c for i, c in enumerate(CELLS) if i != s.cell])
         name = s.phrase(with_size=False)

@@ -133,6 +133,16 @@ def existence_checks(scene: Scene, rng: np.random.Generator, n: int) -> list[QA]
             for k, yes in asked]
 
 
+def wrong_count(n: int, rng: np.random.Generator) -> int:
+    """A count near ``n`` that is not ``n`` (one more or one fewer, never zero)."""
+    return n + 1 if n == 1 or rng.random() < 0.5 else n - 1
+
+
+def count_question(kind: str, k: int, where: str = "the image") -> str:
+    """'Are there two squares in the image?'"""
+    return f"{'Is' if k == 1 else 'Are'} there {NUMBER_WORDS[k]} {plural(kind, k)} in {where}?"
+
+
 def check_qa(scene: Scene, rng: np.random.Generator, answer_yes: bool) -> QA:
     """A yes/no check of one shape's colour, count or position ('Is the red circle in the top left?'), the
     checks MME's perception subtasks ask besides existence."""
@@ -145,9 +155,8 @@ def check_qa(scene: Scene, rng: np.random.Generator, answer_yes: bool) -> QA:
                   f"Yes, there is a {colour} {s.kind}." if yes else f"No, there is no {colour} {s.kind}.")
     if form == 1:
         n = scene.count(s.kind)
-        k = n if answer_yes else (n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
-        return QA("check", f"{'Is' if k == 1 else 'Are'} there {NUMBER_WORDS[k]} {plural(s.kind, k)} in the image?",
-                  "yes" if k == n else "no",
+        k = n if answer_yes else wrong_count(n, rng)
+        return QA("check", count_question(s.kind, k), "yes" if k == n else "no",
                   f"{'Yes' if k == n else 'No'}, there {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} "
                   f"{plural(s.kind, n)}.")
     name = s.phrase(with_size=False)
