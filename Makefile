@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo demo-grounded readme-table test test-reruns test-slurm lint dry-run clean-demo
+.PHONY: setup demo demo-grounded readme-table test test-reruns test-distributed test-slurm lint dry-run clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,12 +40,17 @@ readme-table: $(STAMP)
 			results/demo_grounded/tables/table1_main.md results/demo_grounded/tables/vqav2_question_types.md; fi
 
 test: $(STAMP)
-	pytest -q -m "not reruns and not long and not slurm"
+	pytest -q -m "not reruns and not long and not slurm and not distributed"
 
 # Reruns of a finished smoke workflow after one change each (forced cell, changed keys, deleted outputs), and
 # the longer workflow variants (successive-halving LR selection).
 test-reruns: $(STAMP)
 	pytest -q -m "reruns or long"
+
+# Every training path with 2 workers under torchrun (gloo on CPU) against 1 worker, kills and resumes included,
+# and the smoke workflow with 2 stand-in GPUs per training job.
+test-distributed: $(STAMP)
+	pytest -q -m distributed
 
 # The smoke workflow through profiles/slurm on a one-node SLURM cluster that tests/slurm/cluster.sh installs
 # (Debian packages, as root) and starts on this machine; the cluster is stopped again however the tests end.

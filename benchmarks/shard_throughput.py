@@ -45,7 +45,7 @@ def main() -> None:
         sys.exit(f"missing {shards} or {llm}: run `make demo` first")
 
     start = time.perf_counter()
-    n = sum(1 for _ in itertools.islice(ShardStream(shards), args.samples))
+    n = sum(1 for s in itertools.islice(ShardStream(shards), args.samples) if s.decode())
     decode = rate(n, time.perf_counter() - start)
 
     model, processor = build_mllm(llm, vision)
@@ -53,7 +53,7 @@ def main() -> None:
     n_img = model.config.image_seq_length
 
     def prepare(samples):
-        pixels = preprocess([s.image for s in samples], processor.image_processor)
+        pixels = preprocess([s.decode() for s in samples], processor.image_processor)
         encs = [expand_image_tokens(encode_conversation(tok, "plain", [("", s.caption)], s.key, has_image=True),
                                     image_id, n_img) for s in samples]
         return pixels, encs

@@ -13,8 +13,10 @@ import webdataset as wds
 
 from workflow_scripts import study
 from workflow_scripts.data import cc3m
+from workflow_scripts.data.captions import CaptionCollator, CaptionStream
 from workflow_scripts.data.readers import DataFormatError, read_cc3m_tsv
-from workflow_scripts.data.shards import ShardStream, held_out_samples
+from workflow_scripts.data.shards import ShardStream, UndecodableImageError, held_out_samples
+from workflow_scripts.toyworld.toy_vision import image_processor
 
 pytestmark = pytest.mark.slow
 
@@ -91,27 +93,29 @@ def test_download_over_loopback_http(smoke_world, tmp_path):
     assert summary["failed_to_download"] + summary["failed_to_resize"] == len(rows) - summary["downloaded"]
 
 
-def test_shard_stream_reads_back_everything_and_splits_by_rank(downloaded):
+def test_shard_stream_reads_back_everything_in_the_same_order_every_time(downloaded):
     _, out, summary = downloaded
     stream = ShardStream(str(out / "shards"))
     samples = list(stream)
     assert len(samples) == len(stream) == summary["downloaded"] and stream.skipped == 0
-    assert samples[0].caption and samples[0].image.size[0] <= 64 and samples[0].meta["gcc_id"].startswith("GCC")
-    ranks = [ShardStream(str(out / "shards"), rank=r, world_size=2) for r in range(2)]
-    got = [[s.key for s in r] for r in ranks]
-    assert len(got[0]) == len(got[1]) == len(ranks[0])  # equal share: no rank waits for another
-    assert not set(got[0]) & set(got[1])
+    image = samples[0].decode()
+    assert samples[0].caption and image.size[0] <= 64 and samples[0].meta["gcc_id"].startswith("GCC")
+    assert samples[0].shard.endswith("00000.tar")
+    # Every rank reads this same stream (accelerate hands each its micro-batches): no rank-dependent order.
+    assert [s.key for s in ShardStream(str(out / "shards"))] == [s.key for s in samples]
 
 
-def test_shard_stream_splits_across_workers(downloaded):
-    _, out, summary = downloaded
-    stream = ShardStream(str(out / "shards"))
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2, collate_fn=lambda s: s.key)
-    keys = list(loader)
-    assert len(keys) == len(set(keys)) == summary["downloaded"]
+def test_shard_stream_refuses_dataloader_workers(downloaded):
+    """Each DataLoader worker would read the whole stream: samples would repeat silently."""
+    _, out, _ = downloaded
+    loader = torch.utils.data.DataLoader(ShardStream(str(out / "shards")), batch_size=None, num_workers=1)
+    with pytest.raises(RuntimeError, match="dataloader_num_workers 0"):
+        list(loader)
 
 
-def test_undecodable_sample_is_skipped_and_counted(downloaded, tmp_path):
+def test_undecodable_sample_keeps_its_place_without_loss_and_is_counted(downloaded, tmp_path, toy_tokenizer):
+    """Empty image bytes are left out of the stream (every rank sees that); a truncated JPEG or a non-image is
+    found when its rank decodes it: blank pixels, no supervised token, counted, named in the log."""
     _, out, _ = downloaded
     good = next(iter(wds.WebDataset(str(out / "shards" / "00000.tar"), shardshuffle=False, nodesplitter=None,
                                     workersplitter=None)))
@@ -123,9 +127,31 @@ def test_undecodable_sample_is_skipped_and_counted(downloaded, tmp_path):
         sink.write({"__key__": "d", "jpg": b"<html>not an image</html>", "txt": b"not an image"})
         sink.write({"__key__": "e", "jpg": good["jpg"], "txt": b"also fine"})
     stream = ShardStream(str(tmp_path / "bad"))
-    stream.per_rank = 5  # no stats file: every sample counts toward the quota
-    assert [s.caption for s in stream] == ["fine", "also fine"]
-    assert stream.skipped == 3
+    samples = list(stream)
+    assert [s.caption for s in samples] == ["fine", "truncated", "not an image", "also fine"]
+    assert stream.skipped == 1
+    with pytest.raises(UndecodableImageError, match=r"sample b of .*00000\.tar \(50 bytes\)"):
+        samples[1].decode()
+    image_token = len(toy_tokenizer) - 1
+    captions = CaptionStream(stream, toy_tokenizer, image_token, 4, 64, global_batch=2)
+    items = list(captions)
+    assert len(items) == len(captions) == 4
+    collator = CaptionCollator(image_processor(64), pad_token_id=0)
+    batch = collator(items)
+    assert collator.skipped == 2
+    supervised = (batch["labels"] != -100).sum(dim=1).tolist()
+    assert supervised[0] > 0 and supervised[3] > 0 and supervised[1] == supervised[2] == 0
+    assert batch["pixel_values"][1].abs().sum() == 0 and batch["pixel_values"][0].abs().sum() > 0
+
+
+def test_caption_stream_releases_whole_global_batches_only(downloaded, toy_tokenizer):
+    """N ranks must see whole global batches: an epoch's last partial one is dropped (and counted)."""
+    _, out, summary = downloaded
+    image_token = len(toy_tokenizer) - 1
+    captions = CaptionStream(ShardStream(str(out / "shards")), toy_tokenizer, image_token, 4, 64, global_batch=16)
+    items = list(captions)
+    assert len(items) == len(captions) == summary["downloaded"] // 16 * 16
+    assert captions.dropped_tail == summary["downloaded"] % 16
 
 
 def test_training_order_does_not_depend_on_download_order(downloaded, tmp_path):
@@ -142,7 +168,6 @@ def test_training_order_does_not_depend_on_download_order(downloaded, tmp_path):
             for s in order:
                 sink.write({k: v for k, v in s.items() if not k.startswith("__") or k == "__key__"})
         stream = ShardStream(str(tmp_path / name))
-        stream.per_rank = len(order)
         seen[name] = [s.key for s in stream]
     assert seen["as_written"] == seen["reversed"] == seen["shuffled"] == sorted(s["__key__"] for s in samples)
 

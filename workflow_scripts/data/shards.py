@@ -1,16 +1,20 @@
 """Stream (image, caption) samples from img2dataset's webdataset shards.
 
-Shards are split by rank, then by DataLoader worker. Every rank yields the same number of samples (the
-smallest rank's share, from img2dataset's per-shard stats), so no rank waits at the end of an epoch for
-another. A sample whose image does not decode is skipped and counted, never fatal to a training job.
+Every rank of a training job reads the same stream: all shards, in the same order. The images stay encoded
+(JPEG bytes) in the stream; accelerate hands each rank its own micro-batches of it (``IterableDatasetShard``), and
+only then are that rank's images decoded (``Sample.decode``, called by stage 1's collator). So N workers train on
+exactly the global batches one worker would, and each image is decoded once, by the rank that trains on it;
+reading the tar bytes is all the ranks repeat. A sample whose image does not decode is counted where it is
+decoded, never fatal to a training job.
 
 Within a shard, samples come in key order. img2dataset writes a shard in the order its download threads
 finish, which differs from one download to the next; sorting makes the training order, and so stage 1's
 connector, a function of the data alone. It holds one shard's encoded samples in memory (cc3m_per_shard).
 
-With ``shuffle_seed``, each epoch reads this rank's shards, and the samples within each shard, in an order drawn
-from (seed, epoch): LLaVA's stage 1 shuffles its data every epoch (a random sampler); the order of an epoch is
-the same on a rerun and on a resume (Trainer calls ``set_epoch``). Without it, every epoch is in key order.
+With ``shuffle_seed``, each epoch reads the shards, and the samples within each shard, in an order drawn from
+(seed, epoch): LLaVA's stage 1 shuffles its data every epoch (a random sampler); the order of an epoch is the
+same on a rerun, on a resume (Trainer calls ``set_epoch``) and on every rank. Without it, every epoch is in key
+order.
 
 The last ``holdout`` samples of the last shard (in key order) are never trained on: stage 1 measures on them
 whether its caption loss depends on the image (``held_out_samples``).
@@ -33,12 +37,29 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 
+class UndecodableImageError(ValueError):
+    """A shard sample whose image bytes do not decode; the message names the sample and its shard."""
+
+
 @dataclass
 class Sample:
-    image: Image.Image
+    """One (image, caption) pair as the shard holds it: the image still encoded."""
+
+    image_bytes: bytes
     caption: str
     key: str
+    shard: str
     meta: dict
+
+    def decode(self) -> Image.Image:
+        """The RGB image; UndecodableImageError naming the sample when its bytes are not a whole image."""
+        try:
+            image = Image.open(io.BytesIO(self.image_bytes))
+            image.load()
+            return image.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise UndecodableImageError(f"sample {self.key} of {self.shard} ({len(self.image_bytes)} bytes): "
+                                        f"image does not decode: {e}") from None
 
 
 def list_shards(folder: str) -> list[str]:
@@ -77,16 +98,16 @@ def in_key_order(samples):
 
 
 class ShardStream(torch.utils.data.IterableDataset):
-    """Iterable over ``Sample``s of this rank's shards (``rank::world_size``), split again across workers."""
+    """Iterable over the ``Sample``s of every shard, in the same order on every rank (images not decoded).
 
-    def __init__(self, folder: str, rank: int = 0, world_size: int = 1, image_key: str = "jpg",
-                 caption_key: str = "txt", holdout: int = 0, shuffle_seed: int | None = None):
+    A sample without image bytes or with a caption that is not UTF-8 is skipped here (every rank sees it the
+    same way); one whose bytes do not decode is found by ``Sample.decode``, on the rank that trains on it."""
+
+    def __init__(self, folder: str, image_key: str = "jpg", caption_key: str = "txt", holdout: int = 0,
+                 shuffle_seed: int | None = None):
         self.shards = list_shards(folder)
         self.shuffle_seed, self.epoch = shuffle_seed, 0
         self.epochs_read: list[int] = []  # in this process, for the run's record
-        if world_size > len(self.shards):
-            raise ValueError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write smaller shards")
-        self.rank, self.world_size = rank, world_size
         self.image_key, self.caption_key = image_key, caption_key
         sizes = [shard_size(s) for s in self.shards]
         if holdout >= sizes[-1]:
@@ -94,31 +115,22 @@ class ShardStream(torch.utils.data.IterableDataset):
                              "for stage 1's alignment check")
         self.holdout = holdout
         self.last_shard_train = sizes[-1] - holdout  # raw samples of the last shard that training may read
-        sizes[-1] -= holdout
-        self.per_rank = min(sum(sizes[r::world_size]) for r in range(world_size))
-        self.skipped = 0  # in this process; each DataLoader worker counts its own
+        self.train_samples = sum(sizes) - holdout
+        self.skipped = 0  # samples left out of the stream in this process (no image bytes, caption not UTF-8)
 
     def __len__(self) -> int:
-        return self.per_rank
-
-    def my_shards(self) -> list[str]:
-        mine = self.shards[self.rank:: self.world_size]
-        info = torch.utils.data.get_worker_info()
-        return mine if info is None else mine[info.id:: info.num_workers]
-
-    def _quota(self) -> int:
-        info = torch.utils.data.get_worker_info()
-        if info is None:
-            return self.per_rank
-        return self.per_rank // info.num_workers + (info.id < self.per_rank % info.num_workers)
+        return self.train_samples
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next iteration reads (its order, when shuffled)."""
         self.epoch = epoch
 
     def __iter__(self):
-        quota = self._quota()
-        shards = self.my_shards()
+        if torch.utils.data.get_worker_info() is not None:
+            # Each DataLoader worker would read the whole stream: the samples would repeat.
+            raise RuntimeError("ShardStream is read in the training process (dataloader_num_workers 0): every "
+                               "rank reads the whole stream and keeps its own micro-batches")
+        shards = list(self.shards)
         order = None if self.shuffle_seed is None else random.Random(f"{self.shuffle_seed}:{self.epoch}")
         if order is not None:
             order.shuffle(shards)
@@ -130,33 +142,39 @@ class ShardStream(torch.utils.data.IterableDataset):
             if order is not None:
                 order.shuffle(samples)
             for sample in samples:
-                if quota <= 0:
-                    return
-                decoded = self._decode(sample)
-                if decoded is not None:
-                    quota -= 1
-                    yield decoded
+                read = self._read(sample)
+                if read is not None:
+                    yield read
 
-    def _decode(self, sample: dict) -> Sample | None:
+    def _read(self, sample: dict) -> Sample | None:
         key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
         try:
-            image = Image.open(io.BytesIO(sample[self.image_key]))
-            image.load()
+            image = sample[self.image_key]
+            if not image:
+                raise ValueError("empty image")
             caption = sample[self.caption_key].decode("utf-8")
-        except (KeyError, OSError, ValueError, Image.DecompressionBombError) as e:
+        except (KeyError, ValueError) as e:
             self.skipped += 1
             log.warning("skipping sample %s of %s: %s (%d skipped so far)", key, url, e, self.skipped)
             return None
         meta = json.loads(sample["json"]) if "json" in sample else {}
-        return Sample(image.convert("RGB"), caption, key, meta)
+        return Sample(image, caption, key, url, meta)
 
 
 def held_out_samples(stream: ShardStream) -> list[Sample]:
-    """The samples ``stream`` holds out (the last ``holdout`` of its last shard, in key order), decoded; a sample
-    whose image does not decode is left out."""
+    """The samples ``stream`` holds out (the last ``holdout`` of its last shard, in key order); one whose
+    image does not decode is left out."""
     if not stream.holdout:
         return []
     raw = wds.WebDataset([stream.shards[-1]], shardshuffle=False, nodesplitter=None, workersplitter=None,
                          empty_check=False)
-    tail = list(in_key_order(raw))[stream.last_shard_train:]
-    return [d for d in (stream._decode(s) for s in tail) if d is not None]
+    tail = [s for s in (stream._read(r) for r in list(in_key_order(raw))[stream.last_shard_train:]) if s]
+    decodable = []
+    for sample in tail:
+        try:
+            sample.decode()
+        except UndecodableImageError as e:
+            log.warning("held-out %s", e)
+            continue
+        decodable.append(sample)
+    return decodable

@@ -14,14 +14,15 @@ from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import apply_strategy, base_name, group_of, is_identity_connector_layer
 
 
-def _gathered(params):
-    """Context in which ZeRO-3 partitioned parameters hold their full values (no-op otherwise)."""
+def _gathered(params, modify: bool = True):
+    """Context in which ZeRO-3 partitioned parameters hold their full values (no-op otherwise). Collective: every
+    rank enters it with the same parameters. ``modify``: rank 0's writes are kept (else read-only)."""
     partitioned = [p for p in params if hasattr(p, "ds_id")]
     if not partitioned:
         return contextlib.nullcontext()
     import deepspeed
 
-    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0)
+    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0 if modify else None)
 
 
 def connector_names(model, connector: str) -> list[str]:

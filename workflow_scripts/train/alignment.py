@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from workflow_scripts.train import distributed
+
 
 class AlignmentError(RuntimeError):
     """Stage 1 finished, but its captions do not depend on their images."""
@@ -17,19 +19,29 @@ class AlignmentError(RuntimeError):
 
 @torch.no_grad()
 def caption_loss(model, items: list[dict], collator, batch_size: int = 32) -> float:
-    """Mean next-token loss per supervised caption token over ``items`` (training items with pixel_values)."""
+    """Mean next-token loss per supervised caption token over ``items`` (training items with pixel_values), on
+    the model's device. Under N workers each rank scores every N-th item and the sums are added over ranks;
+    every rank runs the same number of forwards (a ZeRO-3 forward is collective), a rank short of items repeats
+    one with weight 0."""
+    rank, world_size = distributed.world()
+    mine = items[rank::world_size]
+    per_rank = -(-len(items) // world_size)
+    batches = -(-per_rank // batch_size)
     was_training = model.training
     model.eval()
     param = next(model.parameters())
     total, tokens = 0.0, 0
-    for i in range(0, len(items), batch_size):
-        batch = collator(items[i: i + batch_size])
+    for b in range(batches):
+        chunk = mine[b * batch_size: (b + 1) * batch_size]
+        weight = 1 if chunk else 0
+        batch = collator(chunk or items[:1])
         batch = {k: v.to(param.device, dtype=param.dtype if v.is_floating_point() else v.dtype)
                  for k, v in batch.items()}
         n = int((batch["labels"][:, 1:] != -100).sum())  # the loss averages over shifted labels
-        total += model(**batch).loss.float().item() * n
-        tokens += n
+        total += weight * model(**batch).loss.float().item() * n
+        tokens += weight * n
     model.train(was_training)
+    total, tokens = distributed.sum_over_ranks([total, tokens])
     return total / tokens
 
 

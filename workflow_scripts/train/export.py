@@ -22,14 +22,23 @@ from workflow_scripts.model.trained import (  # noqa: F401 (re-exported: trainin
     load_connector,
     load_delta,
 )
+from workflow_scripts.train.distributed import world
 
 
 def state_of(model, names: list[str]) -> dict[str, torch.Tensor]:
-    """Full-value CPU copies of the named parameters (keys without PEFT's prefix)."""
+    """Full-value CPU copies of the named parameters (keys without PEFT's prefix).
+
+    Collective under ZeRO-3: every rank calls it with the same names. Parameters are gathered one at a time
+    (a GPU never holds more than one extra full tensor) and, with more than one rank, copied on rank 0 only: the
+    other ranks get an empty dict (only rank 0 writes)."""
     params = dict(model.named_parameters())
-    chosen = [params[n] for n in names]
-    with _gathered(chosen):
-        return {base_name(n): params[n].detach().to("cpu", copy=True).contiguous() for n in names}
+    keep = world()[0] == 0
+    out = {}
+    for n in names:
+        with _gathered([params[n]], modify=False):
+            if keep:
+                out[base_name(n)] = params[n].detach().to("cpu", copy=True).contiguous()
+    return out
 
 
 def save_safetensors(tensors: dict, path: str, metadata: dict | None = None) -> None:

@@ -23,9 +23,9 @@ from workflow_scripts.data.instruct import InstructDataset, collate, select_subs
 from workflow_scripts.data.readers import read_llava_json
 from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
-from workflow_scripts.model.strategies import apply_strategy, base_name, parameter_report, trainable_names
+from workflow_scripts.model.strategies import apply_strategy, parameter_report, trainable_names
 from workflow_scripts.model.trained import load_connector
-from workflow_scripts.train import changes, loop
+from workflow_scripts.train import changes, distributed, loop
 from workflow_scripts.train.export import save_safetensors, state_of
 
 
@@ -49,7 +49,7 @@ def parse(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(distributed.threads_per_worker(args.threads))
     config = json.loads(args.config_json)
     lr = float(args.lr)  # the configured value (the rule maps the path's LR text back through the config)
     if not (lr > 0 and math.isfinite(lr)):
@@ -94,16 +94,15 @@ def main(argv=None) -> None:
     stop = loop.StopAtFraction(args.stop_at_fraction) if args.stop_at_fraction else None
     trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step,
                                                args.tensorboard, stop)
-    # Gathers are collective under ZeRO-3: every rank takes part, rank 0 writes.
-    names = trainable_names(trainer.model)
-    full = trainer.accelerator.get_state_dict(trainer.deepspeed) if zero_stage == 3 else None
-    delta = {base_name(n): full[base_name(n)] for n in names} if full is not None else state_of(trainer.model, names)
+    # Collective under ZeRO-3: every rank joins the gathers, rank 0 keeps the copies and writes.
+    delta = state_of(trainer.model, trainable_names(trainer.model))
     if trainer.is_world_process_zero():
         report = parameter_report(trainer.model, connector)
         save_safetensors(delta, args.delta, {"strategy": args.strategy, "connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         padding = loop.padding_share(dataset.lengths(), targs.per_device_train_batch_size,
-                                     targs.gradient_accumulation_steps, stage["group_by_length"], targs.data_seed)
+                                     targs.gradient_accumulation_steps, stage["group_by_length"], targs.data_seed,
+                                     targs.world_size)
         summary.update(strategy=args.strategy, lr=lr, blank_images=args.blank_images, records=len(dataset),
                        dropped_records=dataset.dropped,
                        padding={"grouped_by_length": stage["group_by_length"], "share": round(padding, 4)},
@@ -114,8 +113,8 @@ def main(argv=None) -> None:
                                "of_steps": trainer.state.max_steps}
         write_json(args.efficiency, summary)
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
-        if stop is None:  # a rung leaves its checkpoint: the cell's full run resumes from it
-            loop.release_checkpoints(args.checkpoints)
+    if stop is None:  # a rung leaves its checkpoint: the cell's full run resumes from it
+        loop.release_checkpoints(args.checkpoints)  # every rank: rank 0 deletes once all are done
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from workflow_scripts import study
 from workflow_scripts.io import sha256_file
 from workflow_scripts.model.strategies import base_name
+from workflow_scripts.train.distributed import barrier, world
 from workflow_scripts.train.export import save_safetensors, state_of
 from workflow_scripts.train.progress import ProgressLog
 
@@ -36,11 +37,6 @@ IDENTITY = "RUN_IDENTITY.json"
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the job stops without marking any output complete."""
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) as torchrun / the deepspeed launcher set them; (0, 1) for a plain process."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def deepspeed_config(zero_stage: int) -> dict | None:
@@ -72,6 +68,9 @@ def training_arguments(out: str, *, lr: float, global_batch: int, per_device_bat
         deepspeed=deepspeed_config(zero_stage), save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         logging_steps=1, report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=workers,
         remove_unused_columns=False, disable_tqdm=True, ddp_find_unused_parameters=False,
+        # Each rank fetches its own micro-batches: accelerate's default for an iterable dataset (the main process
+        # fetches and concatenates everyone's) needs equal shapes, which batches padded per rank do not have.
+        accelerator_config={"dispatch_batches": False},
         train_sampling_strategy="group_by_length" if group_by_length else "random")
 
 
@@ -95,11 +94,12 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
-def padding_share(lengths: list[int], micro_batch: int, accumulation: int, grouped: bool, seed: int) -> float:
+def padding_share(lengths: list[int], micro_batch: int, accumulation: int, grouped: bool, seed: int,
+                  world_size: int = 1) -> float:
     """Share of the token positions of an epoch's micro-batches that are padding, for the batching a run uses
-    (its first epoch's order; grouping works on micro-batch x accumulation, as GuardedTrainer's sampler)."""
+    (its first epoch's order; grouping works on the global batch, as GuardedTrainer's sampler)."""
     if grouped:
-        order = list(SeededLengthGroupedSampler(micro_batch * accumulation, lengths, seed))
+        order = list(SeededLengthGroupedSampler(micro_batch * accumulation * world_size, lengths, seed))
     else:
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
     real = padded = 0
@@ -143,15 +143,26 @@ class GuardedTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            # Grouped by the global batch: N workers then share out exactly one worker's batches.
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return SeededLengthGroupedSampler(batch, dataset.lengths(), self.args.data_seed or self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        # Under DeepSpeed every rank comes here with the state dict accelerate gathered (full on rank 0 only);
+        # otherwise only the writing rank reads the parameters. Either way no rank starts a gather of its own.
+        if not self.args.should_save:
+            return
         folder = output_dir or self.args.output_dir
         os.makedirs(folder, exist_ok=True)
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        save_safetensors(state_of(self.model, names), os.path.join(folder, TRAINABLE_STATE))
+        if state_dict is None:
+            tensors = state_of(self.model, names)
+        elif state_dict:
+            tensors = {base_name(n): state_dict[n].detach().to("cpu").contiguous() for n in names}
+        else:
+            return  # DeepSpeed keeps the weights in its own checkpoint (no 16-bit gather on save)
+        save_safetensors(tensors, os.path.join(folder, TRAINABLE_STATE))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         weights = load_file(os.path.join(resume_from_checkpoint, TRAINABLE_STATE))
@@ -165,9 +176,11 @@ class GuardedTrainer(Trainer):
 
 
 class MarkCompleteCheckpoints(TrainerCallback):
-    """Trainer writes a checkpoint file by file; a marker written last (atomically) says it is whole."""
+    """Trainer writes a checkpoint file by file, each rank its part; a marker written last (atomically, once
+    every rank has written) says it is whole."""
 
     def on_save(self, args, state, control, **kwargs):
+        barrier()
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             tmp = folder / f".{COMPLETE}.tmp"
@@ -217,9 +230,12 @@ def file_identity(path: str) -> str:
 
 
 def run_identity(config: dict, args: dict, inputs: dict[str, str]) -> dict:
-    """The identity of a training run: its config (exactly what the rule passes), its arguments and the identity
-    of each input file. Two runs with the same identity train the same model; anything else must start over."""
-    return {"config": config, "args": args, "inputs": {role: file_identity(p) for role, p in sorted(inputs.items())}}
+    """The identity of a training run: its config (exactly what the rule passes), its arguments, the identity of
+    each input file and its number of workers. Two runs with the same identity train the same model; anything
+    else must start over (N workers train one worker's model, but their checkpoints hold per-rank partitions and
+    RNG states that another worker count cannot resume)."""
+    return {"config": config, "args": args, "inputs": {role: file_identity(p) for role, p in sorted(inputs.items())},
+            "workers": world()[1]}
 
 
 def claim_checkpoints(folder: str, identity: dict) -> None:
@@ -245,12 +261,16 @@ def claim_checkpoints(folder: str, identity: dict) -> None:
 
 
 def release_checkpoints(folder: str) -> None:
-    """A finished run's outputs are written: its checkpoints must never be resumed by a later run."""
-    shutil.rmtree(folder, ignore_errors=True)
+    """A finished run's outputs are written: its checkpoints must never be resumed by a later run. Collective:
+    rank 0 deletes them once every rank is done with them."""
+    barrier()
+    if world()[0] == 0:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def last_complete_checkpoint(folder: str) -> str | None:
-    """The newest checkpoint with its completion marker; incomplete ones (a killed save) are removed."""
+def last_complete_checkpoint(folder: str, prune: bool = True) -> str | None:
+    """The newest checkpoint with its completion marker; with ``prune``, incomplete ones (a killed save) are
+    removed (by one rank only: the others must not race it)."""
     if not os.path.isdir(folder):
         return None
     found = []
@@ -260,7 +280,7 @@ def last_complete_checkpoint(folder: str) -> str | None:
             path = os.path.join(folder, name)
             if os.path.exists(os.path.join(path, COMPLETE)):
                 found.append((int(m.group(1)), path))
-            else:
+            elif prune:
                 shutil.rmtree(path, ignore_errors=True)
     return max(found)[1] if found else None
 
@@ -298,6 +318,7 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
     steps = timer.times[1:] or timer.times  # the first step warms up
     return {
         "steps": trainer.state.global_step, "steps_this_run": len(timer.times), "resumed_from": resumed_from,
+        "workers": world()[1],
         "loss_first": losses[0] if losses else math.nan, "loss_last": losses[-1] if losses else math.nan,
         "loss_first_10pct_mean": sum(losses[:k]) / k if losses else math.nan,
         "loss_last_10pct_mean": sum(losses[-k:]) / k if losses else math.nan,
@@ -321,8 +342,8 @@ def run_training(model, targs: TrainingArguments, dataset, collator, identity: d
     rank, _ = world()
     if rank == 0:
         claim_checkpoints(targs.output_dir, identity)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+        last_complete_checkpoint(targs.output_dir)  # prunes a killed save before any rank looks
+    barrier()
     timer = StepTimer()
     trainer = GuardedTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
                              callbacks=[MarkCompleteCheckpoints(), timer], inject_nan_at_step=inject_nan_at_step)
@@ -330,7 +351,7 @@ def run_training(model, targs: TrainingArguments, dataset, collator, identity: d
     trainer.add_callback(ProgressLog(tokens=lambda: trainer.tokens_seen))
     if stop is not None:
         trainer.add_callback(stop)
-    resume = last_complete_checkpoint(targs.output_dir)
+    resume = last_complete_checkpoint(targs.output_dir, prune=False)
     if resume:
         print(f"resuming from {resume}", flush=True)
     if tensorboard_dir and rank == 0:

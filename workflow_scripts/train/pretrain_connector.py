@@ -15,13 +15,13 @@ from functools import partial
 
 import torch
 
-from workflow_scripts.data.captions import CaptionStream
+from workflow_scripts.data.captions import CaptionCollator, CaptionStream
 from workflow_scripts.data.instruct import collate
 from workflow_scripts.data.shards import ShardStream, held_out_samples
 from workflow_scripts.io import write_json
 from workflow_scripts.model.build import build_mllm
 from workflow_scripts.model.strategies import group_of, is_identity_connector_layer, parameter_report
-from workflow_scripts.train import alignment, changes, loop
+from workflow_scripts.train import alignment, changes, distributed, loop
 from workflow_scripts.train.export import save_safetensors, state_of
 
 
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     ap.add_argument("--inject-nan-at-step", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(distributed.threads_per_worker(args.threads))
     config = json.loads(args.config_json)
     stage, vision_cfg = config["stage1"], config["vision"]
     connector = config.get("connector", {}).get("type", "linear")
@@ -62,15 +62,13 @@ def main(argv=None) -> None:
                                   allow_pickle=config.get("allow_pickle_checkpoints", False),
                                   image_start_end=config.get("connector", {}).get("image_start_end", False))
     trained = train_only(model, stage["trains"], connector)
-    # Under DDP/DeepSpeed the main process reads the shards and dispatches batches (accelerate's default for
-    # iterable datasets), so the stream itself is not split by rank here.
     check = stage["alignment"]
     shuffle_seed = config.get("seed", 0) if stage["shuffle"] else None
+    # The same stream on every rank, in whole global batches; each rank keeps its own micro-batches and decodes
+    # only their images (data/captions.py).
     dataset = CaptionStream(ShardStream(args.shards, holdout=check["holdout"], shuffle_seed=shuffle_seed),
-                            processor.tokenizer,
-                            processor.image_processor,
-                            model.config.image_token_index, model.config.image_seq_length,
-                            stage["model_max_length"], vision_cfg.get("image_aspect", "crop"))
+                            processor.tokenizer, model.config.image_token_index, model.config.image_seq_length,
+                            stage["model_max_length"], stage["global_batch"])
     targs = loop.training_arguments(
         args.checkpoints, lr=stage["lr"], global_batch=stage["global_batch"],
         per_device_batch=stage["per_device_batch"],
@@ -80,17 +78,23 @@ def main(argv=None) -> None:
         seed=config.get("seed", 0))
     if stage["gradient_checkpointing"]:
         model.enable_input_require_grads()  # frozen LLM: checkpointed blocks still need a grad path
-    collator = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)
+    collator = CaptionCollator(processor.image_processor, processor.tokenizer.pad_token_id,
+                               vision_cfg.get("image_aspect", "crop"))
     start_values = changes.fingerprints(model, trained)
-    held_out = [it for it in map(dataset.encode, held_out_samples(dataset.shards)) if it is not None]
-    before = alignment.measure(model, held_out, collator)
+    held_out = [collator.with_pixels(it) for it in map(dataset.encode, held_out_samples(dataset.shards))
+                if it is not None]
+    model.to(targs.device)  # the check runs where training will (the Trainer would move the model there anyway)
+    before = alignment.measure(model, held_out, partial(collate, pad_token_id=processor.tokenizer.pad_token_id))
     identity = loop.run_identity(config, {"llm": args.llm, "vision": args.vision},
                                  {"shards": args.shards, "llm": args.llm, "vision": args.vision})
     trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step,
                                                args.tensorboard)
-    after = alignment.measure(trainer.model, held_out, collator)  # every rank: ZeRO-3 forwards are collective
+    # Every rank, each on its share of the held-out items: ZeRO-3 forwards are collective.
+    after = alignment.measure(trainer.model, held_out, partial(collate, pad_token_id=processor.tokenizer.pad_token_id))
     failure = alignment.verdict(after, check["min_gap"])
     weights = state_of(trainer.model, trained)  # every rank: a collective gather under ZeRO-3
+    # the stream skips alike on every rank; each rank decodes (and may fail to decode) only its own images
+    skipped = dataset.shards.skipped + distributed.sum_over_ranks([collator.skipped])[0]
     if failure:
         # Checkpoints stay: a rerun with another config discards them, the same config fails the same way.
         raise alignment.AlignmentError(f"{failure}\nbefore training: {before}\nafter training: {after}")
@@ -100,12 +104,12 @@ def main(argv=None) -> None:
         summary.update(stage1=stage, parameters=parameter_report(model, connector),
                        alignment={"before_training": before, "after_training": after, "min_gap": check["min_gap"],
                                   "aligned": None if check["min_gap"] is None else True},
-                       skipped_samples=dataset.shards.skipped,
+                       skipped_samples=int(skipped), dropped_tail_samples=dataset.dropped_tail,
                        data_order={"shuffled": stage["shuffle"], "epochs_read": dataset.shards.epochs_read},
                        tensors_changed=changes.changed_tensors(start_values, weights))
         write_json(args.metrics, summary)
         print(json.dumps(summary, indent=2))
-        loop.release_checkpoints(args.checkpoints)
+    loop.release_checkpoints(args.checkpoints)  # every rank: rank 0 deletes once all are done
 
 
 if __name__ == "__main__":
