@@ -2,15 +2,19 @@
 13B from the shipped ``arch/`` configs + CLIP ViT-L/14, 256 image tokens) with random weights in bf16, synthetic
 batches of the real shapes, gradient checkpointing on. Measures
 
-- stage 2, every strategy at the 7B shape: peak ``torch.cuda.max_memory_allocated``, tokens/s, out of memory or not;
-- stage 1 (connector only) at the 13B shape;
-- greedy generation batched (left padding) against batch size 1: identical answers, speed-up.
+- stage 2, every strategy at the 7B shape, each with its cell's settings from the config (``stage2.by_cell``:
+  micro-batch and gradient checkpointing): peak ``torch.cuda.max_memory_allocated``, tokens/s, out of memory or
+  not against the same limit as the analytic table (``accounting.GPU_GIB``, 80 GB = 74.5 GiB);
+- stage 1 (connector only) at the 13B shape, at stage 1's micro-batch and sequence bound (``model_max_length``);
+- greedy generation batched (left padding) against batch size 1, after one untimed warm-up call of each: identical
+  answers, speed-up.
 
-One process, one GPU, no DeepSpeed: bf16 weights and AdamW states in bf16 (the study's ZeRO-2 on 4 GPUs adds fp32
-master weights and shards them with the optimizer states, so its per-GPU peak differs; see Table 2's analytic
-estimate). Writes ``<out>.csv`` and ``<out>.md``.
+One process, one GPU, no DeepSpeed: bf16 weights and AdamW states in bf16. The study runs each cell under its ZeRO
+stage over ``gpus.finetune`` workers (fp32 master weights, sharded with the optimizer states), so its per-GPU peak
+differs; each row names the ZeRO stage the study uses for it, and Table 2's analytic estimate covers it. Writes
+``<out>.csv`` and ``<out>.md``.
 
-    python benchmarks/gpu_scale.py                                   # on a GPU: ~5 min on one H200
+    python benchmarks/gpu_scale.py                                   # on a GPU: config.yaml's cells, ~5 min
     python benchmarks/gpu_scale.py --shape toy --device cpu --out /tmp/toy   # what the tests run
 """
 
@@ -24,9 +28,11 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaForConditionalGeneration
 
-from workflow_scripts.model.accounting import ARCH, _json, mllm_config
+from workflow_scripts import study
+from workflow_scripts.model.accounting import ARCH, GPU_GIB, _json, mllm_config
 from workflow_scripts.model.strategies import STRATEGIES, apply_strategy, group_of, parameter_report
 
 GIB = 2**30
@@ -35,8 +41,26 @@ TOY = ({"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hid
         "num_attention_heads": 4, "num_key_value_heads": 4},
        {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
         "image_size": 56, "patch_size": 14})
-COLUMNS = ["part", "shape", "strategy", "status", "trainable_params", "batch", "seq_len", "peak_gib", "fits_80gb",
-           "tokens_per_s", "step_s", "note"]
+COLUMNS = ["part", "shape", "strategy", "status", "trainable_params", "batch", "seq_len", "checkpointing",
+           "study_zero_stage", "peak_gib", "fits_80gb", "tokens_per_s", "step_s", "note"]
+
+
+def cell_settings(config: dict, size: str) -> dict:
+    """Per strategy, the stage-2 settings the study trains a ``size`` LLM with (``stage2.by_cell`` applied), and
+    stage 1's: {strategy: {"batch", "checkpointing", "zero_stage"}}, stage 1 under "connector" with its bound."""
+    llm = next((name for name, m in config["models"].items() if m["size"] == size), None)
+    if llm is None:
+        raise SystemExit(f"no model of size {size!r} in the config")
+    default_zero = config.get("deepspeed", {}).get("zero_stage", 2)
+    cells = {}
+    for strategy in STUDY_STRATEGIES:
+        stage = study.stage2_for(config, llm, strategy)
+        cells[strategy] = {"batch": stage["per_device_batch"], "checkpointing": stage["gradient_checkpointing"],
+                           "zero_stage": stage.get("zero_stage", default_zero)}
+    s1 = config["stage1"]
+    cells["connector"] = {"batch": s1["per_device_batch"], "checkpointing": s1["gradient_checkpointing"],
+                          "zero_stage": default_zero, "seq_len": s1["model_max_length"]}
+    return cells
 
 
 def configs(shape: str) -> tuple[LlamaConfig, CLIPVisionConfig]:
@@ -86,10 +110,11 @@ def peak_gib(device: str) -> float | None:
 
 
 def train_cell(part: str, shape: str, strategy: str, batch: int, seq_len: int, steps: int, device: str,
-               dtype: torch.dtype) -> dict:
+               dtype: torch.dtype, checkpointing: bool = True, zero_stage: int | None = None) -> dict:
     """Build, set the strategy's trainable set (stage 1: the connector), and time ``steps`` AdamW steps after one
-    warm-up step, with gradient checkpointing."""
-    row = {"part": part, "shape": shape, "strategy": strategy, "batch": batch, "seq_len": seq_len}
+    warm-up step, with gradient checkpointing where the cell uses it."""
+    row = {"part": part, "shape": shape, "strategy": strategy, "batch": batch, "seq_len": seq_len,
+           "checkpointing": checkpointing, "study_zero_stage": zero_stage}
     model = opt = None
     try:
         if device == "cuda":
@@ -101,7 +126,8 @@ def train_cell(part: str, shape: str, strategy: str, batch: int, seq_len: int, s
                 p.requires_grad = group_of(name) == "connector" and ".linear_2." not in name
         else:
             model = apply_strategy(model, strategy)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         row["trainable_params"] = parameter_report(model)["trainable_params"]
         params = [p for p in model.parameters() if p.requires_grad]
@@ -124,7 +150,7 @@ def train_cell(part: str, shape: str, strategy: str, batch: int, seq_len: int, s
     finally:
         peak = peak_gib(device)
         if peak is not None:
-            row.update(peak_gib=round(peak, 2), fits_80gb=row.get("status") == "ok" and peak <= 80)
+            row.update(peak_gib=round(peak, 2), fits_80gb=row.get("status") == "ok" and peak <= GPU_GIB)
         del model, opt
         gc.collect()
         if device == "cuda":
@@ -144,6 +170,13 @@ def generation_cell(shape: str, prompts: int, max_new_tokens: int, device: str, 
         singles.append((ids, torch.randn(3, size, size, generator=gen)))
     kw = {"max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens, "do_sample": False}
     with torch.no_grad():
+        # warm-up (kernel selection, allocator growth) for both shapes of call, untimed
+        ids, px = singles[0]
+        model.generate(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids)[None].to(device),
+                       pixel_values=px[None].to(device, dtype), **kw)
+        model.generate(input_ids=ids[None].repeat(2, 1).to(device), attention_mask=torch.ones(2, len(ids),
+                       dtype=torch.long, device=device), pixel_values=px[None].repeat(2, 1, 1, 1).to(device, dtype),
+                       **kw)
         synchronize(device)
         start = time.perf_counter()
         one_by_one = []
@@ -175,8 +208,9 @@ def generation_cell(shape: str, prompts: int, max_new_tokens: int, device: str, 
 
 
 def markdown(rows: list[dict], device: str) -> str:
-    lines = [f"GPU scale check ({device}): bf16, gradient checkpointing, one process, AdamW; peak = "
-             "torch.cuda.max_memory_allocated", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [f"GPU scale check ({device}): bf16, one process, AdamW, each cell's micro-batch and checkpointing "
+             f"from the config; peak = torch.cuda.max_memory_allocated, fits = peak <= {GPU_GIB:.1f} GiB", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
@@ -187,10 +221,11 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--shape", choices=["toy", "paper"], default="paper",
                     help="paper: stage 2 at 7B, stage 1 at 13B; toy: tiny shapes (CPU tests)")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--stage2-batch", type=int, default=16, help="per-device batch (config.yaml stage2)")
+    ap.add_argument("--config", default="config.yaml", help="each cell's micro-batch and checkpointing come from it")
+    ap.add_argument("--stage2-batch", type=int, default=None, help="override every stage-2 cell's micro-batch")
     ap.add_argument("--stage2-seq", type=int, default=2048, help="instruct sequence length (model_max_length)")
-    ap.add_argument("--stage1-batch", type=int, default=32, help="per-device batch (config.yaml stage1)")
-    ap.add_argument("--stage1-seq", type=int, default=288, help="256 image tokens + a caption")
+    ap.add_argument("--stage1-batch", type=int, default=None, help="override stage 1's micro-batch")
+    ap.add_argument("--stage1-seq", type=int, default=None, help="override stage 1's bound (model_max_length)")
     ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     ap.add_argument("--strategies", default=",".join(STUDY_STRATEGIES))
     ap.add_argument("--out", default="benchmarks/gpu_scale")
@@ -203,13 +238,19 @@ def main(argv=None) -> list[dict]:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"unknown strategies: {unknown}")
+    config = yaml.safe_load(Path(args.config).read_text())
+    cells, stage1_cells = cell_settings(config, "7b"), cell_settings(config, "13b")
     rows = []
     for strategy in strategies:
-        rows.append(train_cell("stage2", stage2_shape, strategy, args.stage2_batch, args.stage2_seq, args.steps,
-                               args.device, dtype))
+        cell = cells[strategy]
+        rows.append(train_cell("stage2", stage2_shape, strategy, args.stage2_batch or cell["batch"],
+                               args.stage2_seq, args.steps, args.device, dtype, cell["checkpointing"],
+                               cell["zero_stage"]))
         print(json.dumps(rows[-1]), flush=True)
-    rows.append(train_cell("stage1", stage1_shape, "connector", args.stage1_batch, args.stage1_seq, args.steps,
-                           args.device, dtype))
+    s1 = stage1_cells["connector"]
+    rows.append(train_cell("stage1", stage1_shape, "connector", args.stage1_batch or s1["batch"],
+                           args.stage1_seq or s1["seq_len"], args.steps, args.device, dtype, s1["checkpointing"],
+                           s1["zero_stage"]))
     print(json.dumps(rows[-1]), flush=True)
     rows.append(generation_cell(stage2_shape, 16, 10, args.device, dtype))
     print(json.dumps(rows[-1]), flush=True)

@@ -152,6 +152,8 @@ def test_caption_stream_releases_whole_global_batches_only(downloaded, toy_token
     items = list(captions)
     assert len(items) == len(captions) == summary["downloaded"] // 16 * 16
     assert captions.dropped_tail == summary["downloaded"] % 16
+    with pytest.raises(ValueError, match="do not fill one global batch of 64"):
+        CaptionStream(ShardStream(str(out / "shards")), toy_tokenizer, image_token, 4, 64, global_batch=64)
 
 
 def test_training_order_does_not_depend_on_download_order(downloaded, tmp_path):

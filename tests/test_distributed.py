@@ -157,16 +157,24 @@ def finetune_both(config, models, connector, instruct, tmp_path, strategy, *extr
     return runs[1], runs[2]
 
 
-@pytest.mark.parametrize("zero_stage,strategy", [(0, "finetune"), (2, "layernorm"), (2, "lora"), (3, "finetune"),
-                                                 (3, "attn_mlp")])
-def test_stage2_two_workers_train_the_one_worker_delta(zero_stage, strategy, smoke_world, instruct_json,
-                                                       tiny_base_models, connector, tmp_path):
-    config = stage2_config(smoke_world, zero_stage)
+# the 13B cells of config.yaml: full finetune and Attn. MLP under ZeRO-3 with gradient checkpointing
+@pytest.mark.parametrize("zero_stage,strategy,checkpointing", [
+    (0, "finetune", False), (2, "layernorm", False), (2, "lora", False), (3, "finetune", True),
+    (3, "attn_mlp", True)])
+def test_stage2_two_workers_train_the_one_worker_delta(zero_stage, strategy, checkpointing, smoke_world,
+                                                       instruct_json, tiny_base_models, connector, tmp_path):
+    config = stage2_config(smoke_world, zero_stage, gradient_checkpointing=checkpointing)
     (one, one_delta), (two, two_delta) = finetune_both(config, tiny_base_models, connector, instruct_json, tmp_path,
                                                        strategy)
     assert_same_curve(one, two)
     assert_same_tensors(one_delta, two_delta)
     assert two["tensors_changed"]["changed"] == two["tensors_changed"]["trainable"] == len(two_delta)
+    assert (two["workers"], two["gradient_checkpointing"]) == (2, checkpointing)
+    assert two["batch"] == {"per_device": 2, "accumulation": 2, "global": 8, "zero_stage": zero_stage}
+    assert one["batch"] == {"per_device": 2, "accumulation": 4, "global": 8, "zero_stage": zero_stage}
+    # counted before ZeRO-3 partitions the weights (after, every partitioned parameter reads as empty)
+    assert one["parameters"] == two["parameters"]
+    assert two["parameters"]["trainable_params"] == sum(t.numel() for t in two_delta.values())
     assert not (tmp_path / "w2" / "ckpt").exists()
 
 

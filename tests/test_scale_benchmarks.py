@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -41,6 +42,13 @@ def test_gpu_scale_script_runs_every_part_at_toy_shape_on_cpu(tmp_path):
     assert trainable["attn_qv"] == 2 * 2 * 64 * 64 + embeddings + head + connector
     assert "identical answers" in rows[-1]["note"]
     assert (tmp_path / "scale.md").read_text().count("| stage2 |") == 6
+    # each cell as config.yaml trains it at 7B (stage 1 at 13B): checkpointing and ZeRO stage from stage2.by_cell
+    cells = {r["strategy"]: (r["checkpointing"], r["study_zero_stage"]) for r in rows if r["part"] != "generation"}
+    assert cells["finetune"] == ("True", "2") and cells["layernorm"] == ("False", "2")
+    assert cells["connector"] == ("False", "2")
+    settings = gpu_scale.cell_settings(yaml.safe_load((REPO / "config.yaml").read_text()), "13b")
+    assert settings["finetune"] == {"batch": 8, "checkpointing": True, "zero_stage": 3}
+    assert settings["connector"]["batch"] == 8 and settings["connector"]["seq_len"] == 512
 
 
 def test_build_memory_benchmark_runs_and_the_build_needs_less_than_the_old_one():

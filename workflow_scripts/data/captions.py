@@ -11,6 +11,7 @@ then train on exactly the global batches of one worker. The images are decoded a
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from PIL import Image
@@ -33,6 +34,9 @@ class CaptionStream(torch.utils.data.IterableDataset):
         self.image_token_id, self.n_image_tokens = image_token_id, n_image_tokens
         self.max_length, self.global_batch = max_length, global_batch
         self.dropped_tail = 0  # samples of partial last global batches, in this process
+        if len(shards) < global_batch:
+            raise ValueError(f"{os.path.dirname(shards.shards[0])}: {len(shards)} training samples (held-out tail "
+                             f"excluded) do not fill one global batch of {global_batch} (stage1.global_batch)")
 
     def __len__(self) -> int:
         return len(self.shards) // self.global_batch * self.global_batch

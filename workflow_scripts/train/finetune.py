@@ -73,6 +73,7 @@ def main(argv=None) -> None:
     if stage["gradient_checkpointing"]:
         model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
     start_values = changes.fingerprints(model, trainable_names(model))
+    report = parameter_report(model, connector)  # before training: ZeRO-3 then partitions (and hides) the weights
     records = read_llava_json(args.instruct_json)
     records = select_subset(records, args.types.split(",") if args.types else None, args.count, config.get("seed", 0))
     dataset = InstructDataset(records, args.images, processor.tokenizer, processor.image_processor, args.template,
@@ -97,7 +98,6 @@ def main(argv=None) -> None:
     # Collective under ZeRO-3: every rank joins the gathers, rank 0 keeps the copies and writes.
     delta = state_of(trainer.model, trainable_names(trainer.model))
     if trainer.is_world_process_zero():
-        report = parameter_report(trainer.model, connector)
         save_safetensors(delta, args.delta, {"strategy": args.strategy, "connector": connector})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
         padding = loop.padding_share(dataset.lengths(), targs.per_device_train_batch_size,

@@ -319,6 +319,12 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
     return {
         "steps": trainer.state.global_step, "steps_this_run": len(timer.times), "resumed_from": resumed_from,
         "workers": world()[1],
+        # the split that ran (the configured per-device batch shrinks to a divisor of the global batch per worker)
+        "batch": {"per_device": trainer.args.per_device_train_batch_size,
+                  "accumulation": trainer.args.gradient_accumulation_steps,
+                  "global": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+                  * world()[1],
+                  "zero_stage": (trainer.args.deepspeed or {}).get("zero_optimization", {}).get("stage", 0)},
         "loss_first": losses[0] if losses else math.nan, "loss_last": losses[-1] if losses else math.nan,
         "loss_first_10pct_mean": sum(losses[:k]) / k if losses else math.nan,
         "loss_last_10pct_mean": sum(losses[-k:]) / k if losses else math.nan,

@@ -81,6 +81,7 @@ def main(argv=None) -> None:
     collator = CaptionCollator(processor.image_processor, processor.tokenizer.pad_token_id,
                                vision_cfg.get("image_aspect", "crop"))
     start_values = changes.fingerprints(model, trained)
+    report = parameter_report(model, connector)  # before training: ZeRO-3 then partitions (and hides) the weights
     held_out = [collator.with_pixels(it) for it in map(dataset.encode, held_out_samples(dataset.shards))
                 if it is not None]
     model.to(targs.device)  # the check runs where training will (the Trainer would move the model there anyway)
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
     if trainer.is_world_process_zero():
         save_safetensors(weights, args.connector_out, {"connector": connector, "trains": ",".join(stage["trains"])})
         summary = loop.run_summary(trainer, timer, time.time() - start, resume)
-        summary.update(stage1=stage, parameters=parameter_report(model, connector),
+        summary.update(stage1=stage, parameters=report,
                        alignment={"before_training": before, "after_training": after, "min_gap": check["min_gap"],
                                   "aligned": None if check["min_gap"] is None else True},
                        skipped_samples=int(skipped), dropped_tail_samples=dataset.dropped_tail,
