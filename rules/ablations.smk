@@ -43,7 +43,6 @@ use rule finetune as finetune_data_subset with:
         stop="",  # (likewise: an ablation run always trains to the end)
         checkpoints=lambda w: f"{RESULTS}/checkpoints/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
         tensorboard=lambda w: f"{RESULTS}/tensorboard/ablations/data_type/{w.llm}/{w.subset}/{w.lr}",
-        launch=lambda w: launcher(study.finetune_gpus(config, w.llm, ABLATIONS["data_type"]["strategy"])),
     wildcard_constraints:
         subset="[A-Za-z0-9_]+",
     resources:

@@ -301,16 +301,6 @@ def ablation_config_json():
     return json.dumps({**json.loads(report_config_json()), **_pick("ablations")})
 
 
-def launcher(gpus):
-    """How a job starts: on GPUs, lease free ids (workflow_scripts.gpu_lease; a no-op under SLURM), then torchrun
-    with one worker per GPU and 4 OpenMP threads each (Snakemake exports OMP_NUM_THREADS=threads for the whole
-    job); plain python on CPU."""
-    if int(gpus) > 0:
-        return (f"python -m workflow_scripts.gpu_lease --gpus {int(gpus)} -- env OMP_NUM_THREADS=4"
-                f" torchrun --standalone --nproc-per-node {int(gpus)}")
-    return "python"
-
-
 def report_when_made(pattern, values=None, **report_args):
     """``report(pattern)`` once every file it stands for exists (``values``: wildcard -> its values; ``{llm}``
     ranges over the config's LLMs by default), else the bare path. Snakemake's --report stops at the first

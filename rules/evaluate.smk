@@ -27,7 +27,6 @@ rule evaluate:
         config=lambda w: evaluation_config_json(w.bench, w.strategy),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         blind=lambda w: "--blind" if paths.EVALSETS[w.evalset][1] else "",
-        launch=launcher(config["gpus"].get("evaluate", 0)),
     threads: 2
     resources:
         gpu=config["gpus"].get("evaluate", 0),
@@ -38,7 +37,8 @@ rule evaluate:
     benchmark:
         f"{RESULTS}/benchmarks/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}.tsv"
     shell:
-        "{params.launch} -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
+        "python -m workflow_scripts.gpu_lease --gpus {resources.gpu} --launch --"
+        " -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
         " --template {params.template} --llm {params.llm} --vision {params.vision} --connector {input.connector}"
         " --strategy {params.strategy} --delta {input.delta} --out-dir {params.out_dir} {params.blind}"
         " --threads {threads} > {log} 2>&1"
@@ -60,7 +60,6 @@ rule evaluate_stage1:
         template=lambda w: config["models"][w.llm]["template"],
         config=lambda w: evaluation_config_json(w.bench),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
-        launch=launcher(config["gpus"].get("evaluate", 0)),
     threads: 2
     resources:
         gpu=config["gpus"].get("evaluate", 0),
@@ -71,6 +70,7 @@ rule evaluate_stage1:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_stage1/{{llm}}/{{bench}}.tsv"
     shell:
-        "{params.launch} -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
+        "python -m workflow_scripts.gpu_lease --gpus {resources.gpu} --launch --"
+        " -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
         " --template {params.template} --llm {params.llm} --vision {params.vision} --connector {input.connector}"
         " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"

@@ -1,5 +1,8 @@
 # Training: stage 1 (connector) per LLM, stage 2 (one job per LLM x strategy x LR). Checkpoints live outside the
 # outputs (Snakemake deletes outputs before a rerun), so an interrupted job resumes from its last complete one.
+# How a job starts (here and in evaluate.smk): workflow_scripts.gpu_lease leases {resources.gpu} free GPU ids (a
+# no-op under SLURM), then runs the module under torchrun, one worker per GPU (plain python without GPUs). The count
+# is a resource, not a param: a node with another GPU count reruns nothing (N workers train one worker's model).
 
 
 rule pretrain_connector:
@@ -18,7 +21,6 @@ rule pretrain_connector:
         config=stage1_config_json(),
         checkpoints=lambda w: f"{RESULTS}/checkpoints/pretrain/{w.llm}",
         tensorboard=lambda w: f"{RESULTS}/tensorboard/pretrain/{w.llm}",
-        launch=launcher(config["gpus"].get("pretrain", 0)),
     threads: 2
     resources:
         gpu=config["gpus"].get("pretrain", 0),
@@ -29,7 +31,8 @@ rule pretrain_connector:
     benchmark:
         f"{RESULTS}/benchmarks/pretrain_connector/{{llm}}.tsv"
     shell:
-        "{params.launch} -m workflow_scripts.train.pretrain_connector --llm {params.llm} --vision {params.vision}"
+        "python -m workflow_scripts.gpu_lease --gpus {resources.gpu} --launch --"
+        " -m workflow_scripts.train.pretrain_connector --llm {params.llm} --vision {params.vision}"
         " --shards {params.shards} --config-json {params.config:q} --checkpoints {params.checkpoints}"
         " --connector-out {output.connector} --metrics {output.metrics} --tensorboard {params.tensorboard}"
         " --threads {threads} > {log} 2>&1"
@@ -65,7 +68,6 @@ rule finetune:
         if w.trainset == paths.RUNG else "",
         checkpoints=lambda w: f"{RESULTS}/checkpoints/{paths.checkpoint_trainset(w.trainset)}/{w.llm}/{w.strategy}/{w.lr}",
         tensorboard=lambda w: f"{RESULTS}/tensorboard/{w.trainset}/{w.llm}/{w.strategy}/{w.lr}",
-        launch=lambda w: launcher(study.finetune_gpus(config, w.llm, w.strategy)),
     threads: 2
     resources:
         gpu=lambda w: study.finetune_gpus(config, w.llm, w.strategy),
@@ -76,7 +78,8 @@ rule finetune:
     benchmark:
         f"{RESULTS}/benchmarks/{{trainset}}/{{llm}}/{{strategy}}/{{lr}}.tsv"
     shell:
-        "{params.launch} -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
+        "python -m workflow_scripts.gpu_lease --gpus {resources.gpu} --launch --"
+        " -m workflow_scripts.train.finetune --llm {params.llm} --vision {params.vision}"
         " --connector {input.connector} --instruct-json {params.instruct} --images {params.images}"
         " --template {params.template} --strategy {params.strategy} --lr {params.lr} {params.subset}"
         " {params.blank} {params.stop} --config-json {params.config:q} --checkpoints {params.checkpoints}"

@@ -4,6 +4,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 import yaml
@@ -54,6 +55,19 @@ def test_every_training_job_ran_on_two_workers_to_table1(two_worker_run):
     rows = {r["strategy"]: r for r in csv.DictReader((results / "tables/table1_main.csv").open())}
     for strategy in ("Finetune", "LayerNorm"):
         assert all(v != "" for v in rows[strategy].values()), rows[strategy]  # every benchmark scored
+
+
+def test_a_finished_study_reruns_nothing_on_another_gpu_count(two_worker_run, tmp_path):
+    """-n after completion: nothing to do; with 1 GPU per job instead of 2, still nothing to retrain (only the
+    study plan and parameter table, which show the batch split, are redone)."""
+    same = snakemake(two_worker_run, "-n", "--configfile", str(two_worker_run / "node2.yaml"), env=node_env(2))
+    assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr, same.stdout[-2000:]
+    other = snakemake(two_worker_run, "-n", "--quiet", "rules", "--configfile", str(node_config(tmp_path, 1)),
+                      env=node_env(2))
+    assert other.returncode == 0, other.stderr[-2000:]
+    listed = other.stdout + other.stderr
+    for rule in ("pretrain_connector", "finetune", "evaluate"):
+        assert not re.search(rf"^{rule}\s+\d", listed, re.M), listed[-2000:]
 
 
 def test_one_worker_trains_the_same_connector_and_deltas(two_worker_run, tmp_path):

@@ -79,6 +79,21 @@ def test_scheduler_assignment_is_left_alone(tmp_path):
     assert out.strip() == "5"
 
 
+def test_launch_runs_python_without_gpus_and_torchrun_with_a_worker_per_gpu(tmp_path):
+    assert gpu_lease.launch_command(0, ["-m", "m", "--x"]) == ([sys.executable, "-m", "m", "--x"], {})
+    command, env = gpu_lease.launch_command(4, ["-m", "m"])
+    assert command == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
+                       "-m", "m"]
+    assert env == {"OMP_NUM_THREADS": "4"}
+    # through the entry point, on 2 stand-in GPUs: two workers, each with its rank and the leased ids
+    script = tmp_path / "worker.py"
+    script.write_text("import os\ne = os.environ\n"
+                      "print('W', e['RANK'], e['CUDA_VISIBLE_DEVICES'], e['OMP_NUM_THREADS'])\n")
+    out = subprocess.run([sys.executable, "-m", "workflow_scripts.gpu_lease", "--gpus", "2", "--launch", "--",
+                          str(script)], env=lease_env(tmp_path, 2), capture_output=True, text=True, check=True).stdout
+    assert sorted(line for line in out.splitlines() if line.startswith("W")) == ["W 0 0,1 4", "W 1 0,1 4"]
+
+
 def test_more_gpus_than_the_node_has_is_refused(tmp_path):
     env = lease_env(tmp_path, 2)
     proc = subprocess.run([sys.executable, "-m", "workflow_scripts.gpu_lease", "--gpus", "4", "--", "true"],

@@ -237,9 +237,9 @@ def test_paper_config_dry_run_lists_the_grid(tmp_path):
     one = snakemake(tmp_path, "--configfile", str(path), "-n", "-p",
                     "results/finetune/vicuna-7b/layernorm/2e-05/efficiency.json", timeout=120)
     assert one.returncode == 0, one.stderr[-3000:]
-    # A GPU job leases its GPUs, then torchrun starts one worker per GPU.
-    assert ("python -m workflow_scripts.gpu_lease --gpus 4 -- env OMP_NUM_THREADS=4 torchrun --standalone "
-            "--nproc-per-node 4 -m workflow_scripts.train.finetune") in one.stdout
+    # A GPU job leases its GPUs, then torchrun starts one worker per GPU (gpu_lease --launch; test_gpu_lease.py).
+    assert ("python -m workflow_scripts.gpu_lease --gpus 4 --launch -- -m workflow_scripts.train.finetune"
+            in one.stdout)
     run = snakemake(tmp_path, "--configfile", str(path), "--cores", "1", "results/plan/study_grid.csv")
     assert run.returncode == 0, run.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "results/plan/study_grid.csv").open()))

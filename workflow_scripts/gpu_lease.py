@@ -10,6 +10,14 @@ Under a cluster scheduler (SLURM sets ``SLURM_JOB_ID``) or when ``CUDA_VISIBLE_D
 scheduler's assignment stands and the command runs unchanged.
 
     python -m workflow_scripts.gpu_lease --gpus 2 -- torchrun --standalone --nproc-per-node 2 -m ...
+
+With ``--launch`` the command is Python's arguments (``-m module ...``) and the lease also starts them: plain
+``python`` for ``--gpus 0``, else ``torchrun`` with one worker per GPU and 4 OpenMP threads each (Snakemake exports
+OMP_NUM_THREADS=threads for the whole job). The rules call it so with ``--gpus {resources.gpu}``: the GPU count is a
+resource, not a param, so moving the study to a node with another GPU count retrains nothing (N workers train
+one worker's model; tests/test_distributed.py).
+
+    python -m workflow_scripts.gpu_lease --gpus 4 --launch -- -m workflow_scripts.train.finetune ...
 """
 
 from __future__ import annotations
@@ -86,11 +94,26 @@ def lease(n: int, lock_dir: str = DEFAULT_LOCK_DIR, poll_s: float = 2.0, timeout
         time.sleep(poll_s)
 
 
+OMP_THREADS_PER_WORKER = "4"
+
+
+def launch_command(gpus: int, python_args: list[str]) -> tuple[list[str], dict]:
+    """(command, environment additions) that run ``python_args``: one process on CPU (``gpus`` 0), else torchrun
+    with a worker per GPU."""
+    if gpus <= 0:
+        return [sys.executable, *python_args], {}
+    return ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(gpus),
+             *python_args], {"OMP_NUM_THREADS": OMP_THREADS_PER_WORKER})
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpus", type=int, required=True)
     ap.add_argument("--lock-dir", default=os.environ.get("GPU_LEASE_DIR", DEFAULT_LOCK_DIR))
     ap.add_argument("--timeout", type=float, default=None, help="give up after this many seconds of waiting")
+    ap.add_argument("--launch", action="store_true",
+                    help="the command is python's arguments: run them with python (no GPUs) or torchrun (a worker "
+                         "per GPU)")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
     args = ap.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -103,6 +126,9 @@ def main(argv=None) -> None:
             os.set_inheritable(fd, True)  # the command and its workers hold the lease
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))
         print(f"gpu_lease: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
+    if args.launch:
+        command, env = launch_command(args.gpus, command)
+        os.environ.update(env)
     os.execvp(command[0], command)
 
 

@@ -85,13 +85,14 @@ def main(argv=None) -> None:
     held_out = [collator.with_pixels(it) for it in map(dataset.encode, held_out_samples(dataset.shards))
                 if it is not None]
     model.to(targs.device)  # the check runs where training will (the Trainer would move the model there anyway)
-    before = alignment.measure(model, held_out, partial(collate, pad_token_id=processor.tokenizer.pad_token_id))
+    pad = partial(collate, pad_token_id=processor.tokenizer.pad_token_id)  # held-out items carry their pixels
+    before = alignment.measure(model, held_out, pad)
     identity = loop.run_identity(config, {"llm": args.llm, "vision": args.vision},
                                  {"shards": args.shards, "llm": args.llm, "vision": args.vision})
     trainer, timer, resume = loop.run_training(model, targs, dataset, collator, identity, args.inject_nan_at_step,
                                                args.tensorboard)
     # Every rank, each on its share of the held-out items: ZeRO-3 forwards are collective.
-    after = alignment.measure(trainer.model, held_out, partial(collate, pad_token_id=processor.tokenizer.pad_token_id))
+    after = alignment.measure(trainer.model, held_out, pad)
     failure = alignment.verdict(after, check["min_gap"])
     weights = state_of(trainer.model, trained)  # every rank: a collective gather under ZeRO-3
     # the stream skips alike on every rank; each rank decodes (and may fail to decode) only its own images
