@@ -1,21 +1,24 @@
 """Does the study's recipe fit real hardware? One command, no download: the MLLM at the paper's shapes (LLaMA-2 7B /
-13B from the shipped ``arch/`` configs + CLIP ViT-L/14, 256 image tokens) with random weights in bf16, synthetic
-batches of the real shapes, gradient checkpointing on. Measures
+13B from the shipped ``arch/`` configs + CLIP ViT-L/14, 256 image tokens) with random weights, synthetic batches of
+the real shapes. Measures
 
-- stage 2, every strategy at the 7B shape, each with its cell's settings from the config (``stage2.by_cell``:
-  micro-batch and gradient checkpointing): peak ``torch.cuda.max_memory_allocated``, tokens/s, out of memory or
-  not against the same limit as the analytic table (``accounting.GPU_GIB``, 80 GB = 74.5 GiB);
+- stage 2, every strategy at the 7B shape (``--stage2-size 13b``: 13B), each cell as the config trains it
+  (``stage2.by_cell``: micro-batch, gradient checkpointing, ZeRO stage): peak ``torch.cuda.max_memory_allocated``
+  (the largest worker's), tokens/s, out of memory or not against the analytic table's limit
+  (``accounting.GPU_GIB``, 80 GB = 74.5 GiB);
 - stage 1 (connector only) at the 13B shape, at stage 1's micro-batch and sequence bound (``model_max_length``);
 - greedy generation batched (left padding) against batch size 1, after one untimed warm-up call of each: identical
-  answers, speed-up.
+  answers, speed-up (on one GPU).
 
-One process, one GPU, no DeepSpeed: bf16 weights and AdamW states in bf16. The study runs each cell under its ZeRO
-stage over ``gpus.finetune`` workers (fp32 master weights, sharded with the optimizer states), so its per-GPU peak
-differs; each row names the ZeRO stage the study uses for it, and Table 2's analytic estimate covers it. Writes
-``<out>.csv`` and ``<out>.md``.
+With more than one visible GPU it starts itself again under torchrun, one worker per GPU, and trains every cell
+under DeepSpeed at the cell's ZeRO stage (bf16, fp32 master weights and AdamW states sharded), as the study's jobs
+do; its peaks are then the study's per-GPU figures at that GPU count. On one GPU (or ``--workers 1``) it runs one
+process without DeepSpeed (AdamW states in bf16): an approximation that Table 2's analytic estimate complements.
+Writes ``<out>.csv`` and ``<out>.md``.
 
-    python benchmarks/gpu_scale.py                                   # on a GPU: config.yaml's cells, ~5 min
+    python benchmarks/gpu_scale.py                                   # on a GPU node: config.yaml's cells
     python benchmarks/gpu_scale.py --shape toy --device cpu --out /tmp/toy   # what the tests run
+    python benchmarks/gpu_scale.py --shape toy --device cpu --workers 2       # 2 workers on CPU (gloo)
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import argparse
 import csv
 import gc
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,8 +47,8 @@ TOY = ({"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hid
         "num_attention_heads": 4, "num_key_value_heads": 4},
        {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
         "image_size": 56, "patch_size": 14})
-COLUMNS = ["part", "shape", "strategy", "status", "trainable_params", "batch", "seq_len", "checkpointing",
-           "study_zero_stage", "peak_gib", "fits_80gb", "tokens_per_s", "step_s", "note"]
+COLUMNS = ["part", "shape", "strategy", "status", "trainable_params", "workers", "batch", "seq_len",
+           "checkpointing", "study_zero_stage", "peak_gib", "fits_80gb", "tokens_per_s", "step_s", "note"]
 
 
 def cell_settings(config: dict, size: str) -> dict:
@@ -106,16 +112,50 @@ def synchronize(device: str) -> None:
 
 
 def peak_gib(device: str) -> float | None:
-    return torch.cuda.max_memory_allocated() / GIB if device == "cuda" else None
+    """This process's peak; under torchrun the largest over the workers (every rank calls it)."""
+    if device != "cuda":
+        return None
+    peak = torch.tensor(float(torch.cuda.max_memory_allocated()), device="cuda")
+    if workers() > 1:
+        torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX)
+    return peak.item() / GIB
+
+
+def workers() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def training_step(model, params: list, batch: int, zero_stage: int, device: str):
+    """One optimizer step on a batch, as a function, and what holds the optimizer state. One process: AdamW on
+    the bf16 weights. Under torchrun: the cell's DeepSpeed ZeRO stage over the workers, as the study trains it
+    (fp32 master weights and AdamW states sharded across the workers; bf16 on GPU)."""
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    if workers() == 1:
+        def step(data):
+            model(**data).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step, opt
+    import deepspeed
+
+    engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config={
+        "train_micro_batch_size_per_gpu": batch, "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
+        "zero_optimization": {"stage": zero_stage}, "bf16": {"enabled": device == "cuda"},
+        "zero_allow_untested_optimizer": True})
+
+    def step(data):
+        engine.backward(engine(**data).loss)
+        engine.step()
+    return step, engine
 
 
 def train_cell(part: str, shape: str, strategy: str, batch: int, seq_len: int, steps: int, device: str,
                dtype: torch.dtype, checkpointing: bool = True, zero_stage: int | None = None) -> dict:
-    """Build, set the strategy's trainable set (stage 1: the connector), and time ``steps`` AdamW steps after one
-    warm-up step, with gradient checkpointing where the cell uses it."""
+    """Build, set the strategy's trainable set (stage 1: the connector), and time ``steps`` optimizer steps after
+    one warm-up step, with gradient checkpointing where the cell uses it (see ``training_step``)."""
     row = {"part": part, "shape": shape, "strategy": strategy, "batch": batch, "seq_len": seq_len,
-           "checkpointing": checkpointing, "study_zero_stage": zero_stage}
-    model = opt = None
+           "checkpointing": checkpointing, "study_zero_stage": zero_stage, "workers": workers()}
+    model = state = None
     try:
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -130,28 +170,28 @@ def train_cell(part: str, shape: str, strategy: str, batch: int, seq_len: int, s
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         row["trainable_params"] = parameter_report(model)["trainable_params"]
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-5)
         data = synthetic_batch(model, batch, seq_len, device, torch.Generator().manual_seed(0))
+        step, state = training_step(model, [p for p in model.parameters() if p.requires_grad], batch,
+                                    zero_stage or 0, device)
         times = []
-        for step in range(steps + 1):
+        for i in range(steps + 1):
             synchronize(device)
             start = time.perf_counter()
-            model(**data).loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            step(data)
             synchronize(device)
-            if step:
+            if i:
                 times.append(time.perf_counter() - start)
         step_s = sum(times) / len(times)
-        row.update(status="ok", step_s=round(step_s, 4), tokens_per_s=round(batch * seq_len / step_s, 1))
+        # tokens/s of the whole job: every worker trains its own micro-batch
+        row.update(status="ok", step_s=round(step_s, 4), tokens_per_s=round(workers() * batch * seq_len / step_s, 1))
     except torch.OutOfMemoryError as err:
+        # under torchrun every rank must get here: an OOM on one rank alone leaves the others in a collective
         row.update(status="OOM", note=str(err).splitlines()[0][:120])
     finally:
         peak = peak_gib(device)
         if peak is not None:
             row.update(peak_gib=round(peak, 2), fits_80gb=row.get("status") == "ok" and peak <= GPU_GIB)
-        del model, opt
+        del model, state
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -208,8 +248,10 @@ def generation_cell(shape: str, prompts: int, max_new_tokens: int, device: str, 
 
 
 def markdown(rows: list[dict], device: str) -> str:
-    lines = [f"GPU scale check ({device}): bf16, one process, AdamW, each cell's micro-batch and checkpointing "
-             f"from the config; peak = torch.cuda.max_memory_allocated, fits = peak <= {GPU_GIB:.1f} GiB", "",
+    how = (f"{workers()} workers, DeepSpeed at each cell's ZeRO stage" if workers() > 1
+           else "one process, AdamW on bf16 weights (no DeepSpeed)")
+    lines = [f"GPU scale check ({device}): {how}; each cell's micro-batch and checkpointing from the config; "
+             f"peak = torch.cuda.max_memory_allocated (largest worker), fits = peak <= {GPU_GIB:.1f} GiB", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in COLUMNS) + " |")
@@ -222,37 +264,60 @@ def main(argv=None) -> list[dict]:
                     help="paper: stage 2 at 7B, stage 1 at 13B; toy: tiny shapes (CPU tests)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--config", default="config.yaml", help="each cell's micro-batch and checkpointing come from it")
+    ap.add_argument("--stage2-size", choices=["7b", "13b"], default="7b",
+                    help="the LLM size class whose stage-2 cells (stage2.by_cell) are measured")
     ap.add_argument("--stage2-batch", type=int, default=None, help="override every stage-2 cell's micro-batch")
     ap.add_argument("--stage2-seq", type=int, default=2048, help="instruct sequence length (model_max_length)")
     ap.add_argument("--stage1-batch", type=int, default=None, help="override stage 1's micro-batch")
     ap.add_argument("--stage1-seq", type=int, default=None, help="override stage 1's bound (model_max_length)")
     ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     ap.add_argument("--strategies", default=",".join(STUDY_STRATEGIES))
+    ap.add_argument("--workers", type=int, default=None,
+                    help="training workers (torchrun, DeepSpeed at each cell's ZeRO stage); default: the visible "
+                         "GPUs; 1: one process, no DeepSpeed")
     ap.add_argument("--out", default="benchmarks/gpu_scale")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU node, or --shape toy --device cpu")
-    dtype = torch.bfloat16
-    stage2_shape, stage1_shape = ("toy", "toy") if args.shape == "toy" else ("7b", "13b")
+    wanted = args.workers or (torch.cuda.device_count() if args.device == "cuda" else 1)
+    if wanted > 1 and "LOCAL_RANK" not in os.environ:
+        # start again under torchrun, one worker per GPU; rank 0 writes the outputs, read back here
+        argv = list(sys.argv[1:] if argv is None else argv)
+        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                        str(wanted), os.path.abspath(__file__), *argv, "--workers", str(wanted)], check=True)
+        with open(Path(args.out).with_suffix(".csv")) as f:
+            return list(csv.DictReader(f))
+    rank = int(os.environ.get("RANK", 0))
+    if workers() > 1:
+        if args.device == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        torch.distributed.init_process_group("nccl" if args.device == "cuda" else "gloo")
+    # DeepSpeed keeps bf16 only on GPU; on CPU (the tests' stand-in workers) everything is fp32
+    dtype = torch.bfloat16 if args.device == "cuda" or workers() == 1 else torch.float32
+    stage2_shape, stage1_shape = ("toy", "toy") if args.shape == "toy" else (args.stage2_size, "13b")
     strategies = args.strategies.split(",")
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"unknown strategies: {unknown}")
     config = yaml.safe_load(Path(args.config).read_text())
-    cells, stage1_cells = cell_settings(config, "7b"), cell_settings(config, "13b")
+    cells, stage1_cells = cell_settings(config, args.stage2_size), cell_settings(config, "13b")
     rows = []
     for strategy in strategies:
         cell = cells[strategy]
         rows.append(train_cell("stage2", stage2_shape, strategy, args.stage2_batch or cell["batch"],
                                args.stage2_seq, args.steps, args.device, dtype, cell["checkpointing"],
                                cell["zero_stage"]))
-        print(json.dumps(rows[-1]), flush=True)
+        if rank == 0:
+            print(json.dumps(rows[-1]), flush=True)
     s1 = stage1_cells["connector"]
     rows.append(train_cell("stage1", stage1_shape, "connector", args.stage1_batch or s1["batch"],
                            args.stage1_seq or s1["seq_len"], args.steps, args.device, dtype, s1["checkpointing"],
                            s1["zero_stage"]))
+    if rank != 0:  # generation and the outputs are rank 0's
+        torch.distributed.destroy_process_group()
+        return rows
     print(json.dumps(rows[-1]), flush=True)
-    rows.append(generation_cell(stage2_shape, 16, 10, args.device, dtype))
+    rows.append(generation_cell(stage2_shape, 16, 10, args.device, torch.bfloat16))
     print(json.dumps(rows[-1]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +328,8 @@ def main(argv=None) -> list[dict]:
     device = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     out.with_suffix(".md").write_text(markdown(rows, device))
     print(markdown(rows, device))
+    if workers() > 1:
+        torch.distributed.destroy_process_group()
     return rows
 
 
