@@ -161,8 +161,8 @@ def finetune_both(config, models, connector, instruct, tmp_path, strategy, *extr
 
 # the 13B cells of config.yaml: full finetune and Attn. MLP under ZeRO-3 with gradient checkpointing
 @pytest.mark.parametrize("zero_stage,strategy,checkpointing", [
-    (0, "finetune", False), (2, "layernorm", False), (2, "lora", False), (3, "finetune", True),
-    (3, "attn_mlp", True)])
+    (0, "finetune", False), (2, "layernorm", False), (2, "layernorm_simp", False), (2, "attn_qv", False),
+    (2, "lora", False), (3, "finetune", True), (3, "attn_mlp", True)])
 def test_stage2_two_workers_train_the_one_worker_delta(zero_stage, strategy, checkpointing, smoke_world,
                                                        instruct_json, tiny_base_models, connector, tmp_path):
     config = stage2_config(smoke_world, zero_stage, gradient_checkpointing=checkpointing)
