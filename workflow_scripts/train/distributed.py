@@ -27,6 +27,15 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
+def finish() -> None:
+    """End a job's process group once every rank is done: a rank that exits while another still holds the group
+    open can abort at interpreter exit ("terminate called without an active exception", seen on a halving rung).
+    A one-process run keeps its group (accelerate caches it for later runs in the same process)."""
+    if initialized() and world()[1] > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def sum_over_ranks(values: list[float]) -> list[float]:
     """Element-wise sum of ``values`` over all ranks, in float64 (the values themselves without a group)."""
     if not initialized() or torch.distributed.get_world_size() == 1:

@@ -115,6 +115,7 @@ def main(argv=None) -> None:
         print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
     if stop is None:  # a rung leaves its checkpoint: the cell's full run resumes from it
         loop.release_checkpoints(args.checkpoints)  # every rank: rank 0 deletes once all are done
+    distributed.finish()
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ def main(argv=None) -> None:
         write_json(args.metrics, summary)
         print(json.dumps(summary, indent=2))
     loop.release_checkpoints(args.checkpoints)  # every rank: rank 0 deletes once all are done
+    distributed.finish()
 
 
 if __name__ == "__main__":
