@@ -7,7 +7,9 @@ rank is past the point where it might still read it (``barrier``).
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 import torch
 
@@ -28,12 +30,23 @@ def barrier() -> None:
 
 
 def finish() -> None:
-    """End a job's process group once every rank is done: a rank that exits while another still holds the group
-    open can abort at interpreter exit ("terminate called without an active exception", seen on a halving rung).
-    A one-process run keeps its group (accelerate caches it for later runs in the same process)."""
-    if initialized() and world()[1] > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    """End a multi-worker job once every rank is done, and leave without interpreter teardown.
+
+    A two-worker halving rung aborted twice in `make test-distributed` (once here, once in CI) after writing its
+    outputs: "terminate called without an active exception", rank 1 exit -6, before and after this function
+    destroyed the process group.
+    Gloo's worker threads can still hold tensors when Python finalizes, and releasing them then needs the GIL
+    (pytorch/pytorch#179291). Every output is written and closed before this point, so the process ends with
+    ``os._exit(0)`` once streams and log handlers are flushed. A one-process run returns normally (accelerate caches
+    its group for later runs in the same process, as the tests do)."""
+    if not (initialized() and world()[1] > 1):
+        return
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def sum_over_ranks(values: list[float]) -> list[float]:
