@@ -29,8 +29,8 @@ use rule finetune as finetune_data_subset with:
         preflight=f"{RESULTS}/preflight/inputs.json",
         connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
         instruct=data_subset_pool(),
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
+        llm=lambda w: model_input(config["models"][w.llm]),
+        vision=model_input(config["vision"]),
     output:
         delta=protected(f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors"),
         efficiency=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/efficiency.json",
@@ -58,8 +58,8 @@ use rule evaluate as evaluate_data_subset with:
         preflight=f"{RESULTS}/preflight/inputs.json",
         delta=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/trainable_delta.safetensors",
         connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
+        llm=lambda w: model_input(config["models"][w.llm]),
+        vision=model_input(config["vision"]),
         data=data_inputs(),
     output:
         predictions=f"{RESULTS}/ablations/data_type/{{llm}}/{{subset}}/{{lr}}/eval/{{bench}}/predictions.jsonl",

@@ -8,6 +8,7 @@ import sys
 from snakemake.utils import validate
 
 from workflow_scripts import code_version, study
+from workflow_scripts.fetch import data as fetch_data
 from workflow_scripts.report import paths
 from workflow_scripts.report.render import RENDERERS
 from workflow_scripts.report.tables import TABLE_NAMES
@@ -68,9 +69,13 @@ def toy_world_files():
 
 
 def data_inputs(key=None):
-    """Configured data files as inputs: those the toy world makes, or that exist. A missing real input is left
-    out here so the DAG still builds and the preflight rule can say what is missing and where to get it."""
+    """Configured data files as inputs: the fetch receipts of their sources (fetch: configured), else those the
+    toy world makes, or that exist. A missing real input is left out here so the DAG still builds and the
+    preflight rule can say what is missing and where to get it."""
     keys = [key] if key else list(study.DATA_KEYS)
+    if SOURCES:  # fetched: the receipts stand for the files (whose existence changes once they are fetched)
+        return [f"{config['data_root']}/fetched/{name}.json" for name, entry in SOURCES.items()
+                if set(keys) & set(entry.get("provides", []))]
     made = set(toy_world_files()) if TOY is not None else set()
     paths = [study.data_path(config, k) for k in keys]
     return [p for p in paths if p is not None and (p in made or (TOY is None and os.path.exists(p)))]
@@ -318,9 +323,41 @@ def optional_flag(flag, value):
     return f"{flag} {value}" if value is not None else ""
 
 
-def model_input(path):
-    """A local model folder as an input file (so a rule that makes it runs first); nothing for a hub id."""
-    return [f"{path}/config.json"] if study.is_local_model(config, path) else []
+def model_input(spec):
+    """What a job needs before it can load a model (``spec``: a ``models:`` entry or ``vision:``): the fetch
+    receipt of a pinned hub model, the config.json of a local folder (so a rule that makes it runs first)."""
+    if spec.get("revision"):
+        return [os.path.join(study.model_dir(config, spec), study.MODEL_RECEIPT)]
+    return [f"{spec['path']}/config.json"] if study.is_local_model(config, spec["path"]) else []
+
+
+def local_model_input(spec):
+    """``model_input`` for a rule that reads only a config.json it can do without (the shipped architecture
+    stands in): a model still to be fetched is not waited for."""
+    return [] if spec.get("revision") else model_input(spec)
+
+
+def fetch_sources():
+    """The sources table's entries this config needs, by name ({} without a fetch: section)."""
+    if "fetch" not in config:
+        return {}
+    path = config["fetch"]["sources"]
+    if not os.path.isabs(path) and not os.path.exists(path):  # the repository's table, from another workdir
+        path = os.path.join(workflow.basedir, path)
+    table = fetch_data.load_sources(path)
+    return {name: table[name] for name in fetch_data.wanted(config, table)}
+
+
+def fetch_receipts():
+    """Every fetch receipt preflight waits for: the data sources, then the pinned models."""
+    data = [f"{config['data_root']}/fetched/{name}.json" for name in SOURCES]
+    models = [os.path.join(config["data_root"], "models", repo, study.MODEL_RECEIPT)
+              for repo in study.fetched_models(config)]
+    return data + models
+
+
+def offline_flag():
+    return "--offline" if config.get("fetch", {}).get("offline", False) else ""
 
 
 def all_targets():

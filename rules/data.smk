@@ -4,6 +4,7 @@
 rule preflight:
     input:
         data_inputs(),
+        fetch_receipts(),
     output:
         f"{RESULTS}/preflight/inputs.json",
     params:

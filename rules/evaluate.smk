@@ -11,8 +11,8 @@ rule evaluate:
         preflight=f"{RESULTS}/preflight/inputs.json",
         delta=lambda w: paths.delta(RESULTS, w.llm, w.strategy, w.lr, paths.EVALSETS[w.evalset][0]),
         connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
+        llm=lambda w: model_input(config["models"][w.llm]),
+        vision=model_input(config["vision"]),
         data=data_inputs(),
     output:
         predictions=f"{RESULTS}/{{evalset}}/{{llm}}/{{strategy}}/{{lr}}/{{bench}}/predictions.jsonl",
@@ -20,8 +20,8 @@ rule evaluate:
     wildcard_constraints:
         evalset="|".join(paths.EVALSETS),
     params:
-        llm=lambda w: config["models"][w.llm]["path"],
-        vision=lambda w: config["vision"]["path"],
+        llm=lambda w: study.model_dir(config, config["models"][w.llm]),
+        vision=lambda w: study.model_dir(config, config["vision"]),
         strategy=lambda w: w.strategy,
         template=lambda w: config["models"][w.llm]["template"],
         config=lambda w: evaluation_config_json(w.bench, w.strategy),
@@ -48,15 +48,15 @@ rule evaluate_stage1:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
         connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
+        llm=lambda w: model_input(config["models"][w.llm]),
+        vision=model_input(config["vision"]),
         data=data_inputs(),
     output:
         predictions=f"{RESULTS}/eval_stage1/{{llm}}/{{bench}}/predictions.jsonl",
         metrics=f"{RESULTS}/eval_stage1/{{llm}}/{{bench}}/metrics.json",
     params:
-        llm=lambda w: config["models"][w.llm]["path"],
-        vision=lambda w: config["vision"]["path"],
+        llm=lambda w: study.model_dir(config, config["models"][w.llm]),
+        vision=lambda w: study.model_dir(config, config["vision"]),
         template=lambda w: config["models"][w.llm]["template"],
         config=lambda w: evaluation_config_json(w.bench),
         out_dir=lambda w, output: os.path.dirname(output.metrics),

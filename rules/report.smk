@@ -20,8 +20,8 @@ rule study_plan:
 # The efficiency table from configs alone (meta device): no weights or data needed for the real models.
 rule param_table:
     input:
-        llms=[model_input(m["path"]) for m in config["models"].values()],
-        vision=model_input(config["vision"]["path"]),
+        llms=[local_model_input(m) for m in config["models"].values()],
+        vision=local_model_input(config["vision"]),
     output:
         f"{RESULTS}/efficiency/param_table.csv",
     params:

@@ -9,14 +9,14 @@ rule pretrain_connector:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
         shards=CC3M_SUMMARY,
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
+        llm=lambda w: model_input(config["models"][w.llm]),
+        vision=model_input(config["vision"]),
     output:
         connector=protected(f"{RESULTS}/pretrain/{{llm}}/connector.safetensors"),
         metrics=f"{RESULTS}/pretrain/{{llm}}/metrics.json",
     params:
-        llm=lambda w: config["models"][w.llm]["path"],
-        vision=lambda w: config["vision"]["path"],
+        llm=lambda w: study.model_dir(config, config["models"][w.llm]),
+        vision=lambda w: study.model_dir(config, config["vision"]),
         shards=lambda w, input: study.shards_of_summary(input.shards),
         config=stage1_config_json(),
         checkpoints=lambda w: f"{RESULTS}/checkpoints/pretrain/{w.llm}",
@@ -46,16 +46,16 @@ rule finetune:
         preflight=f"{RESULTS}/preflight/inputs.json",
         connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
         instruct=data_inputs("instruct_json"),
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
+        llm=lambda w: model_input(config["models"][w.llm]),
+        vision=model_input(config["vision"]),
     output:
         delta=protected(f"{RESULTS}/{{trainset}}/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors"),
         efficiency=f"{RESULTS}/{{trainset}}/{{llm}}/{{strategy}}/{{lr}}/efficiency.json",
     wildcard_constraints:
         trainset="|".join(paths.TRAINSETS),
     params:
-        llm=lambda w: config["models"][w.llm]["path"],
-        vision=lambda w: config["vision"]["path"],
+        llm=lambda w: study.model_dir(config, config["models"][w.llm]),
+        vision=lambda w: study.model_dir(config, config["vision"]),
         template=lambda w: config["models"][w.llm]["template"],
         instruct=lambda w: study.data_path(config, "instruct_json"),
         images=lambda w: study.data_path(config, "instruct_images"),
@@ -94,13 +94,13 @@ rule export_model:
     input:
         delta=f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/trainable_delta.safetensors",
         connector=f"{RESULTS}/pretrain/{{llm}}/connector.safetensors",
-        llm=lambda w: model_input(config["models"][w.llm]["path"]),
-        vision=model_input(config["vision"]["path"]),
+        llm=lambda w: model_input(config["models"][w.llm]),
+        vision=model_input(config["vision"]),
     output:
         directory(f"{RESULTS}/finetune/{{llm}}/{{strategy}}/{{lr}}/export"),
     params:
-        llm=lambda w: config["models"][w.llm]["path"],
-        vision=lambda w: config["vision"]["path"],
+        llm=lambda w: study.model_dir(config, config["models"][w.llm]),
+        vision=lambda w: study.model_dir(config, config["vision"]),
         strategy=lambda w: w.strategy,
         template=lambda w: config["models"][w.llm]["template"],
         config=lambda w: export_config_json(w.strategy),

@@ -129,6 +129,9 @@ def main(argv=None) -> None:
     if args.launch:
         command, env = launch_command(args.gpus, command)
         os.environ.update(env)
+        # jobs read the folders the fetch stage filled: a model the fetch missed fails here, not on a compute node
+        # racing the hub (and its N ranks with it)
+        os.environ["HF_HUB_OFFLINE"] = "1"
     os.execvp(command[0], command)
 
 

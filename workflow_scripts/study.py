@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 
 # Keys used by the toy world and the preflight checks for every configured data path.
@@ -146,6 +147,28 @@ def is_local_model(config: dict, path: str) -> bool:
             or any(_inside(path, r) for r in roots))
 
 
+MODEL_RECEIPT = "fetched.json"
+
+
+def model_dir(config: dict, spec: dict) -> str:
+    """The folder a job loads a model from (``spec``: a ``models:`` entry or ``vision:``). A hub id with a
+    ``revision`` is fetched to ``data_root/models/<org>/<name>``; anything else is a local folder as given."""
+    if spec.get("revision"):
+        return os.path.join(config["data_root"], "models", spec["path"])
+    return spec["path"]
+
+
+def fetched_models(config: dict) -> dict[str, str]:
+    """{hub id: revision} of every model the fetch stage brings in; raises ConfigError when one id is pinned to
+    two revisions (they would share a folder)."""
+    out: dict[str, str] = {}
+    for key, spec in [(f"models.{m}", s) for m, s in config["models"].items()] + [("vision", config["vision"])]:
+        if spec.get("revision"):
+            if out.setdefault(spec["path"], spec["revision"]) != spec["revision"]:
+                raise ConfigError(f"{key}.revision: {spec['path']} is pinned to two revisions in this config")
+    return out
+
+
 def made_by_toy_world(config: dict, path: str) -> bool:
     """True for a path the toy-world rules create (toy base models live under its root)."""
     toy = config.get("toy_world")
@@ -178,10 +201,21 @@ def check_config(config: dict) -> None:
     for size in config["stage2"].get("by_cell", {}):  # strategy names are checked by the schema
         if size not in sizes:
             raise ConfigError(f"stage2.by_cell.{size}: no model has size {size!r} (sizes: {sorted(sizes)})")
-    for key, path in [(f"models.{m}.path", spec["path"]) for m, spec in config["models"].items()] + \
-            [("vision.path", config["vision"]["path"])]:
-        if is_local_model(config, path) and not os.path.exists(path) and not made_by_toy_world(config, path):
-            raise ConfigError(f"{key}: {path!r} does not exist (a local folder; a hub id looks like org/name)")
+    fetched_models(config)
+    for key, spec in [(f"models.{m}", spec) for m, spec in config["models"].items()] + \
+            [("vision", config["vision"])]:
+        path = spec["path"]
+        if spec.get("revision"):
+            if not re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+                raise ConfigError(f"{key}.path: {path!r} has a revision, so it must be a hub id (org/name)")
+        elif is_local_model(config, path):
+            if not os.path.exists(path) and not made_by_toy_world(config, path):
+                raise ConfigError(f"{key}.path: {path!r} does not exist (a local folder; a hub id looks like "
+                                  "org/name)")
+        else:
+            raise ConfigError(f"{key}: hub id {path!r} without a revision: pin the commit to fetch (revision: "
+                              f"<40-hex commit hash>, from https://huggingface.co/{path}/commits/main); jobs never "
+                              "reach the hub")
     cells = {f"{c.llm}/{c.strategy}/{c.lr}" for c in finetune_cells(config)}
     unknown = [c for c in config.get("skip_cells", []) if c not in cells]
     if unknown:

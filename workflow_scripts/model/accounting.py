@@ -33,8 +33,8 @@ def _json(path: Path) -> dict:
 def text_config_for(config: dict, llm: str) -> LlamaConfig:
     """The LLM's config.json: from its local folder, else the shipped one for its size class."""
     model = config["models"][llm]
-    local = Path(model["path"]) / "config.json"
-    if study.is_local_model(config, model["path"]) and local.exists():
+    local = Path(study.model_dir(config, model)) / "config.json"
+    if (model.get("revision") or study.is_local_model(config, model["path"])) and local.exists():
         return LlamaConfig(**_json(local))
     shipped = ARCH / f"llama2-{model['size']}.json"
     if not shipped.exists():
@@ -44,8 +44,8 @@ def text_config_for(config: dict, llm: str) -> LlamaConfig:
 
 def vision_config_for(config: dict) -> CLIPVisionConfig:
     path = config["vision"]["path"]
-    local = Path(path) / "config.json"
-    if study.is_local_model(config, path) and local.exists():
+    local = Path(study.model_dir(config, config["vision"])) / "config.json"
+    if (config["vision"].get("revision") or study.is_local_model(config, path)) and local.exists():
         raw = json.loads(local.read_text())
         return CLIPVisionConfig(**raw.get("vision_config", raw))
     return CLIPVisionConfig(**_json(ARCH / "clip-vit-large-patch14.json"))

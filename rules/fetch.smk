@@ -1,0 +1,48 @@
+# Fetch: every input of the sources table that the config needs, and every pinned model, into data_root. Local
+# rules: under SLURM they run on the submit host, which has internet; the jobs after them read local folders only
+# (gpu_lease starts them with HF_HUB_OFFLINE=1). The receipt, written last, marks a fetch complete: a rerun with it
+# does nothing, one without it verifies what is there and downloads only what is missing.
+
+SOURCES = fetch_sources()
+MODEL_REVISIONS = study.fetched_models(config)
+
+
+localrules:
+    fetch_data,
+    fetch_model,
+
+
+rule fetch_data:
+    output:
+        f"{config['data_root']}/fetched/{{source}}.json",
+    wildcard_constraints:
+        source="|".join(re.escape(s) for s in SOURCES) or "(?!)",
+    params:
+        entry=lambda w: canonical_json(SOURCES[w.source]),
+        root=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # data_root/fetched/<source>.json
+        offline=offline_flag(),
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{RESULTS}/logs/fetch_data/{{source}}.log",
+    shell:
+        "python -m workflow_scripts.fetch.data --name {wildcards.source} --entry-json {params.entry:q}"
+        " --data-root {params.root} --receipt {output} {params.offline} > {log} 2>&1"
+
+
+rule fetch_model:
+    output:
+        os.path.join(config["data_root"], "models", "{repo}", study.MODEL_RECEIPT),
+    wildcard_constraints:
+        repo="|".join(re.escape(r) for r in MODEL_REVISIONS) or "(?!)",
+    params:
+        revision=lambda w: MODEL_REVISIONS[w.repo],
+        folder=lambda w, output: os.path.dirname(output[0]),
+        offline=offline_flag(),
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{RESULTS}/logs/fetch_model/{{repo}}.log",
+    shell:
+        "python -m workflow_scripts.fetch.model --repo {wildcards.repo} --revision {params.revision}"
+        " --folder {params.folder} --receipt {output} {params.offline} > {log} 2>&1"

@@ -1,0 +1,103 @@
+"""Fetch one entry of the sources table (config/sources.yaml) into the data root and write its receipt.
+
+Entry: ``python -m workflow_scripts.fetch.data --name NAME --entry-json JSON --data-root DIR --receipt OUT
+[--offline]``. The receipt (written last, atomically) records what was fetched: source, size, sha256, the
+unpacked folders. A rerun with the receipt in place does nothing; one without it verifies what is there and
+downloads only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from workflow_scripts.fetch.files import FetchError, download, unpack, verify
+from workflow_scripts.io import write_json
+
+
+def load_sources(path: str) -> dict:
+    """The sources table, checked: every entry has a destination and exactly one way to get it."""
+    with open(path) as f:
+        table = yaml.safe_load(f) or {}
+    for name, entry in table.items():
+        ways = [w for w in ("url", "hub") if w in entry]
+        if "to" not in entry or len(ways) > 1 or not (ways or "manual" in entry):
+            raise FetchError(f"{path}: entry {name!r} needs `to` and one of url / hub (or `manual` alone)")
+    return table
+
+
+def wanted(config: dict, table: dict) -> list[str]:
+    """The entries that fill a data key this config sets (a key left unset needs nothing)."""
+    from workflow_scripts import study
+
+    keys = {k for k in study.DATA_KEYS if study.data_path(config, k) is not None}
+    return sorted(name for name, entry in table.items() if keys & set(entry.get("provides", [])))
+
+
+def _unpacked_present(entry: dict, data_root: Path) -> bool:
+    into = data_root / entry["unpack"]["into"]
+    return into.is_dir() and any(p.name != "fetched" for p in into.iterdir())
+
+
+def fetch_entry(name: str, entry: dict, data_root: str, offline: bool = False) -> dict:
+    """Bring one source to ``data_root``; returns the receipt. Raises FetchError with what to do."""
+    root = Path(data_root)
+    dest = root / entry["to"]
+    receipt = {"name": name, "to": entry["to"], "provides": entry.get("provides", [])}
+    if "url" not in entry and "hub" not in entry or (offline and "hub" in entry and not dest.exists()):
+        # a manual input (or a hub file while offline): it counts once a person has put it there
+        if dest.is_dir():
+            return {**receipt, "source": "placed by hand", "checked": "folder present"}
+        if dest.is_file():
+            return {**receipt, "source": "placed by hand", **verify(dest, entry.get("size"), entry.get("sha256"))}
+        steps = entry.get("manual") or f"fetching is offline; copy {entry['to']} from a machine that has it"
+        raise FetchError(f"{name}: {dest} is missing.\n  {steps}\n  expected: {entry['to']} under data_root"
+                         + (f", {entry['size']} bytes" if entry.get("size") else "")
+                         + (f", sha256 {entry['sha256']}" if entry.get("sha256") else ""))
+    if "unpack" in entry and not dest.exists() and offline and _unpacked_present(entry, root):
+        # archives deleted after unpacking: the folder is what the readers take (preflight checks its contents)
+        return {**receipt, "source": "already unpacked", "checked": "folder present; archive not kept"}
+    try:
+        if "hub" in entry and not dest.exists():
+            from workflow_scripts.fetch import hub  # torch and the hub client: not at the DAG's parse time
+
+            h = entry["hub"]
+            found = hub.fetch_file(h["repo"], h["revision"], h["file"], dest, h.get("type", "dataset"),
+                                   entry.get("size"), entry.get("sha256"))
+            receipt["source"] = f"hub:{h.get('type', 'dataset')}/{h['repo']}@{h['revision']}/{h['file']}"
+        else:
+            found = download(entry["url"], dest, entry.get("size"), entry.get("sha256"), offline=offline) \
+                if "url" in entry else verify(dest, entry.get("size"), entry.get("sha256"))
+            receipt["source"] = entry.get("url", "hub (already present)")
+    except FetchError as e:
+        raise FetchError(f"{name}: {e}" + (f"\n  {entry['manual']}" if entry.get("manual") else "")) from None
+    receipt.update(found)
+    if "unpack" in entry:
+        u = entry["unpack"]
+        receipt["unpacked"] = {"into": u["into"], "made": unpack(dest, root / u["into"], u.get("members"))}
+    return receipt
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--entry-json", required=True)
+    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--receipt", required=True)
+    ap.add_argument("--offline", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        receipt = fetch_entry(args.name, json.loads(args.entry_json), args.data_root, args.offline)
+    except FetchError as e:
+        print(f"fetch {args.name} failed: {e}", file=sys.stderr)
+        sys.exit(1)
+    write_json(args.receipt, receipt)
+    print(json.dumps(receipt, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""One file from a URL into the data root: resumable, verified by size and sha256, unpacked into the layout the
+readers take. HTTP and the progress bar are huggingface_hub's (``http_get``: Range requests, retries, tqdm); this
+module adds what a study needs around them: a ``.part`` file that survives an interruption, a check before the
+file is used, and a corrupt download set aside (never used, never silently replaced).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+from workflow_scripts.io import sha256_file
+
+
+class FetchError(RuntimeError):
+    """An input could not be brought to the data root; the message says which and what to do."""
+
+
+def verify(path: str | os.PathLike, size: int | None, sha256: str | None) -> dict:
+    """{size, sha256} of ``path``; raises FetchError when either differs from an expected value (None: unchecked)."""
+    actual = {"size": os.path.getsize(path), "sha256": None}
+    if size is not None and actual["size"] != size:
+        raise FetchError(f"{path}: {actual['size']} bytes, expected {size}")
+    actual["sha256"] = sha256_file(path)
+    if sha256 is not None and actual["sha256"] != sha256.lower():
+        raise FetchError(f"{path}: sha256 {actual['sha256']}, expected {sha256}")
+    return actual
+
+
+def set_aside(path: str | os.PathLike) -> str:
+    """Move a file that failed verification to ``<name>.corrupt-<time>`` beside it and return that path: kept for
+    inspection, never read as the input, and the next fetch starts clean."""
+    aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+    os.replace(path, aside)
+    return aside
+
+
+def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256: str | None = None,
+             offline: bool = False, headers: dict | None = None) -> dict:
+    """Bring ``url`` to ``dest`` and return its {size, sha256}.
+
+    A ``dest`` already present is verified and kept (nothing is downloaded). Otherwise the bytes go to
+    ``dest.part``, which a later call resumes from its current length, and are renamed to ``dest`` only once they
+    verify. A download that does not verify is set aside and raises. ``offline``: never touch the network; a
+    missing file raises."""
+    dest = Path(dest)
+    if dest.exists():
+        try:
+            return verify(dest, size, sha256)
+        except FetchError as e:
+            raise FetchError(f"{e}; it was there before this fetch and is left in place: move it away to "
+                             "download again") from None
+    if offline:
+        raise FetchError(f"{dest}: missing, and fetching is offline (fetch.offline: true); source: {url}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have > size:  # not the file we expect: start over
+        set_aside(part)
+        have = 0
+    if size is None or have < size:
+        from huggingface_hub.file_download import http_get  # not at the DAG's parse time
+
+        with open(part, "ab") as f:
+            http_get(url, f, resume_size=have, headers=headers, expected_size=size, displayed_filename=dest.name)
+    try:
+        found = verify(part, size, sha256)
+    except FetchError as e:
+        aside = set_aside(part)
+        raise FetchError(f"{url}: the download does not match its record ({e}); set aside as {aside}") from None
+    os.replace(part, dest)
+    return found
+
+
+def unpack(archive: str | os.PathLike, into: str | os.PathLike, members: str | None = None) -> list[str]:
+    """Extract a .zip / .tar(.gz) into ``into`` (only entries under the prefix ``members`` when given) and return
+    the top-level names it created. Extraction goes to a temporary folder beside them first, so an interrupted
+    unpack leaves no half-filled folder under the name the readers look for."""
+    into = Path(into)
+    into.mkdir(parents=True, exist_ok=True)
+    tmp = into / f".unpack-{Path(archive).name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        name = str(archive)
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp, [m for m in z.namelist() if members is None or m.startswith(members)])
+        elif name.endswith((".tar", ".tar.gz", ".tgz")):
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, [m for m in t.getmembers() if members is None or m.name.startswith(members)],
+                             filter="data")
+        else:
+            raise FetchError(f"{archive}: not an archive this fetcher unpacks (.zip, .tar, .tar.gz)")
+        made = sorted(p.name for p in tmp.iterdir())
+        if not made:
+            raise FetchError(f"{archive}: no entries{f' under {members!r}' if members else ''}")
+        for top in made:
+            target = into / top
+            if target.is_dir():  # a folder another archive filled too (COCO's train2014 + val2014 under coco/)
+                shutil.copytree(tmp / top, target, dirs_exist_ok=True, copy_function=os.replace)
+            else:
+                if target.exists():
+                    target.unlink()
+                os.replace(tmp / top, target)
+        return made
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
