@@ -348,16 +348,57 @@ def fetch_sources():
     return {name: table[name] for name in fetch_data.wanted(config, table)}
 
 
-def fetch_receipts():
-    """Every fetch receipt preflight waits for: the data sources, then the pinned models."""
+def fetch_receipts(models=True):
+    """The fetch receipts: every data source this config needs, and (``models``) every pinned model."""
     data = [f"{config['data_root']}/fetched/{name}.json" for name in SOURCES]
-    models = [os.path.join(config["data_root"], "models", repo, study.MODEL_RECEIPT)
-              for repo in study.fetched_models(config)]
-    return data + models
+    if not models:
+        return data
+    return data + [os.path.join(config["data_root"], "models", repo, study.MODEL_RECEIPT)
+                   for repo in study.fetched_models(config)]
 
 
 def offline_flag():
     return "--offline" if config.get("fetch", {}).get("offline", False) else ""
+
+
+REFERENCES = config.get("reference_models", {})
+
+
+def reference_dir(ref):
+    """The folder a reference model is loaded from: its fetched or local folder, or the export of a cell."""
+    spec = REFERENCES[ref]
+    if "export_of" in spec:
+        return os.path.join(RESULTS, "finetune", spec["export_of"], "export")
+    return study.model_dir(config, spec)
+
+
+def reference_input(ref):
+    spec = REFERENCES[ref]
+    return [reference_dir(ref)] if "export_of" in spec else model_input(spec)
+
+
+def reference_config_json(ref, bench):
+    """An evaluation's keys with the reference's protocol: its image handling and benchmark settings."""
+    spec = REFERENCES[ref]
+    kept = json.loads(evaluation_config_json(bench))
+    kept["vision"] = {**kept["vision"], "image_aspect": spec.get("image_aspect", "pad")}
+    kept["benchmarks"][bench] = {**kept["benchmarks"][bench], **spec.get("benchmarks", {}).get(bench, {})}
+    return canonical_json(kept)
+
+
+def calibration_inputs():
+    """Every reference evaluation with a published value, and the cells whose own scores stand in for one."""
+    out = []
+    for ref, spec in REFERENCES.items():
+        for bench, published in spec["published"].items():
+            out.append(paths.reference_metrics(RESULTS, ref, bench))
+            if "same_as_cell" in published:
+                out.append(paths.eval_metrics(RESULTS, *published["same_as_cell"].split("/"), bench))
+    return out
+
+
+def calibration_config_json():
+    return canonical_json(_pick("reference_models"))
 
 
 def all_targets():
@@ -365,6 +406,8 @@ def all_targets():
     targets = [f"{RESULTS}/plan/study_grid.csv", paths.param_table(RESULTS), CC3M_SUMMARY]
     targets += table_files() + [f(RESULTS, llm) for llm in config["models"]
                                 for f in (paths.sweep_figure, paths.loss_figure)]
+    if REFERENCES:
+        targets += paths.calibration_files(RESULTS)
     if TOY is not None:
         targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
     return targets

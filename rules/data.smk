@@ -4,7 +4,6 @@
 rule preflight:
     input:
         data_inputs(),
-        fetch_receipts(),
     output:
         f"{RESULTS}/preflight/inputs.json",
     params:

@@ -74,3 +74,36 @@ rule evaluate_stage1:
         " -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
         " --template {params.template} --llm {params.llm} --vision {params.vision} --connector {input.connector}"
         " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+
+
+# Calibration: a released checkpoint (standard HF Llava folder, fetched like the base models) or, at toy scale,
+# the study's own export of a cell, scored by the same evaluation with the protocol it was published with.
+rule evaluate_reference:
+    input:
+        preflight=f"{RESULTS}/preflight/inputs.json",
+        model=lambda w: reference_input(w.ref),
+        data=data_inputs(),
+    output:
+        predictions=f"{RESULTS}/eval_reference/{{ref}}/{{bench}}/predictions.jsonl",
+        metrics=f"{RESULTS}/eval_reference/{{ref}}/{{bench}}/metrics.json",
+    wildcard_constraints:
+        ref="|".join(re.escape(r) for r in REFERENCES) or "(?!)",
+    params:
+        model=lambda w: reference_dir(w.ref),
+        template=lambda w: REFERENCES[w.ref]["template"],
+        config=lambda w: reference_config_json(w.ref, w.bench),
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+    threads: 2
+    resources:
+        gpu=config["gpus"].get("evaluate", 0),
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{RESULTS}/logs/evaluate_reference/{{ref}}/{{bench}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_reference/{{ref}}/{{bench}}.tsv"
+    shell:
+        "python -m workflow_scripts.gpu_lease --gpus {resources.gpu} --launch --"
+        " -m workflow_scripts.evaluate.run --bench {wildcards.bench} --config-json {params.config:q}"
+        " --template {params.template} --model {params.model} --out-dir {params.out_dir}"
+        " --threads {threads} > {log} 2>&1"

@@ -8,8 +8,15 @@ MODEL_REVISIONS = study.fetched_models(config)
 
 
 localrules:
+    fetch,
     fetch_data,
     fetch_model,
+
+
+# `snakemake fetch`: everything the study reads, and nothing else (on a cluster, run it where there is internet).
+rule fetch:
+    input:
+        fetch_receipts(),
 
 
 rule fetch_data:

@@ -78,7 +78,8 @@ def _run(tmp_path: Path, config: dict, env: dict, *args: str):
     """Snakemake on ``config``: ``args`` (preflight's output when no target is among them)."""
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    targets = [] if any(a.startswith("/") for a in args) else [f"{config['results_root']}/preflight/inputs.json"]
+    preflight = f"{config['results_root']}/preflight/inputs.json"
+    targets = [] if any(a.startswith("/") for a in args) else ["fetch", preflight]
     return snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2", *args, *targets, env=env)
 
 

@@ -35,7 +35,8 @@ def test_smoke_workflow_builds_every_stage(smoke_run):
         for lr in ("0.003", "0.001"):
             cell = tmp_path / f"results/smoke/finetune/smoke-vicuna/{strategy}/{lr}"
             assert json.loads((cell / "efficiency.json").read_text())["strategy"] == strategy
-            assert not (cell / "export").exists()  # temp(): removed once its evaluations were done
+            # exported only for the calibration row (reference_models.smoke-export.export_of)
+            assert (cell / "export").exists() == ((strategy, lr) == ("layernorm", "0.003"))
             assert not os.access(cell / "trainable_delta.safetensors", os.W_OK) or os.geteuid() == 0  # protected
             assert (tmp_path / f"results/smoke/logs/finetune/smoke-vicuna/{strategy}/{lr}.log").exists()
     table = list(csv.DictReader((tmp_path / "results/smoke/efficiency/param_table.csv").open()))
@@ -48,6 +49,11 @@ def test_smoke_workflow_builds_every_stage(smoke_run):
     rows = list(csv.DictReader((tmp_path / "results/smoke/plan/study_grid.csv").open()))
     assert [(r["strategy"], r["lr"]) for r in rows] == [("finetune", "0.003"), ("finetune", "0.001"),
                                                         ("layernorm", "0.003"), ("layernorm", "0.001")]
+    # calibration: the export, loaded as a standard HF Llava folder, scores exactly the cell's own evaluation
+    (row,) = json.loads((tmp_path / "results/smoke/tables/calibration.json").read_text())
+    assert row["ours"] == row["published"] and row["within"] and row["bench"] == "flickr30k"
+    reference = json.loads((tmp_path / "results/smoke/eval_reference/smoke-export/flickr30k/metrics.json").read_text())
+    assert reference["provenance"]["model"] != flickr["provenance"]["model"]  # it went through the other path
     again = snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2", "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
@@ -201,14 +207,35 @@ def test_ablation_targets(smoke_run):
 
 
 def test_missing_real_data_fails_in_preflight_with_where_to_get_it(tmp_path):
+    """Without the fetch stage (inputs put in place by hand), preflight names what is missing and its source."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data_root"] = str(tmp_path / "nothing_here")
+    del config["fetch"]
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = snakemake(tmp_path, "--configfile", str(path), "--cores", "1", "download_cc3m", timeout=120)
     assert proc.returncode != 0
     log = (tmp_path / "results/logs/preflight/preflight.log").read_text()
-    assert "missing cc3m_tsv" in log and "get it from: Conceptual Captions" in log
+    assert "missing cc3m_tsv" in log and "get it from: by hand (sources.yaml: cc3m_tsv)" in log
+    assert "ConceptualCaptions/download" in log
+    assert "missing instruct_images" in log and "http://images.cocodataset.org/zips/train2017.zip" in log
+    assert not (tmp_path / "results/preflight/inputs.json").exists()
+
+
+def test_paper_config_fetches_first_and_a_manual_input_stops_it_with_the_steps(tmp_path):
+    """The paper's config: fetch rules run before preflight; offline (no network here), the CC3M tsv that only a
+    person can get fails its fetch with the steps, and a model never fetched fails naming where it should be."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data_root"] = str(tmp_path / "nothing_here")
+    config["fetch"]["offline"] = True
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--configfile", str(path), "--cores", "1", "--keep-going", "fetch", timeout=300)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/fetch_data/cc3m_tsv.log").read_text()
+    assert "ConceptualCaptions/download" in log and "cc3m/Train_GCC-training.tsv" in log
+    log = (tmp_path / "results/logs/fetch_model/lmsys/vicuna-7b-v1.5.log").read_text()
+    assert "lacks config.json or *.safetensors, and fetching is offline" in log
     assert not (tmp_path / "results/preflight/inputs.json").exists()
 
 

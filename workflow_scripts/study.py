@@ -162,7 +162,9 @@ def fetched_models(config: dict) -> dict[str, str]:
     """{hub id: revision} of every model the fetch stage brings in; raises ConfigError when one id is pinned to
     two revisions (they would share a folder)."""
     out: dict[str, str] = {}
-    for key, spec in [(f"models.{m}", s) for m, s in config["models"].items()] + [("vision", config["vision"])]:
+    specs = [(f"models.{m}", s) for m, s in config["models"].items()] + [("vision", config["vision"])] + \
+        [(f"reference_models.{r}", s) for r, s in config.get("reference_models", {}).items()]
+    for key, spec in specs:
         if spec.get("revision"):
             if out.setdefault(spec["path"], spec["revision"]) != spec["revision"]:
                 raise ConfigError(f"{key}.revision: {spec['path']} is pinned to two revisions in this config")
@@ -212,11 +214,12 @@ def check_config(config: dict) -> None:
             if not os.path.exists(path) and not made_by_toy_world(config, path):
                 raise ConfigError(f"{key}.path: {path!r} does not exist (a local folder; a hub id looks like "
                                   "org/name)")
-        else:
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", path):
             raise ConfigError(f"{key}: hub id {path!r} without a revision: pin the commit to fetch (revision: "
                               f"<40-hex commit hash>, from https://huggingface.co/{path}/commits/main); jobs never "
                               "reach the hub")
     cells = {f"{c.llm}/{c.strategy}/{c.lr}" for c in finetune_cells(config)}
+    check_references(config, cells)
     unknown = [c for c in config.get("skip_cells", []) if c not in cells]
     if unknown:
         raise ConfigError(f"skip_cells: {unknown} are not cells of the sweep (llm/strategy/lr as in paths)")
@@ -255,6 +258,26 @@ def check_config(config: dict) -> None:
             if not made_by_toy_world(config, path):
                 raise ConfigError(f"{key}: {path!r} is not under toy_world.root {toy['root']!r}, where this "
                                   "config's toy models are made (another config's would be shared)")
+
+
+def check_references(config: dict, cells: set[str]) -> None:
+    """reference_models: one model each (a path, or the study's export of a cell), one published value per
+    benchmark (a number, or a cell's own score), benchmarks that are configured."""
+    for name, ref in config.get("reference_models", {}).items():
+        key = f"reference_models.{name}"
+        if ("path" in ref) == ("export_of" in ref):
+            raise ConfigError(f"{key}: give either path (a released checkpoint) or export_of (a cell, llm/strategy/lr)")
+        if ref.get("export_of") is not None and ref["export_of"] not in cells:
+            raise ConfigError(f"{key}.export_of: {ref['export_of']!r} is not a cell of the sweep (llm/strategy/lr)")
+        if "path" in ref and not ref.get("revision") and not is_local_model(config, ref["path"]):
+            raise ConfigError(f"{key}: hub id {ref['path']!r} without a revision (the fetch stage needs the commit)")
+        for bench, spec in ref["published"].items():
+            if bench not in config["benchmarks"]:
+                raise ConfigError(f"{key}.published.{bench}: not configured under benchmarks")
+            if ("value" in spec) == ("same_as_cell" in spec):
+                raise ConfigError(f"{key}.published.{bench}: give either value (with its source) or same_as_cell")
+            if spec.get("same_as_cell") is not None and spec["same_as_cell"] not in cells:
+                raise ConfigError(f"{key}.published.{bench}.same_as_cell: {spec['same_as_cell']!r} is not a cell")
 
 
 def _inside(path: str, root: str) -> bool:

@@ -10,29 +10,31 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from workflow_scripts import study
 from workflow_scripts.data import readers
+from workflow_scripts.fetch.data import load_sources
 from workflow_scripts.io import write_json
 
-WHERE_TO_GET = {
-    "cc3m_tsv": "Conceptual Captions 'Train_GCC-training.tsv' (Google), with the header line caption<TAB>url added",
-    "cc3m_subset": "chat.json of liuhaotian/LLaVA-CC3M-Pretrain-595K on the Hugging Face hub",
-    "instruct_json": "llava_instruct_80k.json of liuhaotian/LLaVA-Instruct-150K on the Hugging Face hub",
-    "instruct_images": "COCO train2017 images (cocodataset.org)",
-    "coco_karpathy_json": "dataset_coco.json of Karpathy's splits (caption_datasets.zip)",
-    "coco_images": "COCO train2014 + val2014 image folders (cocodataset.org)",
-    "flickr30k_karpathy_json": "dataset_flickr30k.json of Karpathy's splits (caption_datasets.zip)",
-    "flickr30k_images": "Flickr30k images (request form on the dataset's page)",
-    "vqav2_questions": "v2_Questions_Val_mscoco.zip (visualqa.org)",
-    "vqav2_annotations": "v2_Annotations_Val_mscoco.zip (visualqa.org)",
-    "vqav2_train_questions": "v2_Questions_Train_mscoco.zip (visualqa.org)",
-    "vqav2_train_annotations": "v2_Annotations_Train_mscoco.zip (visualqa.org)",
-    "vqav2_images": "COCO val2014 images (cocodataset.org)",
-    "mme_root": "MME_Benchmark_release_version (request from the MME authors)",
-    "pope_root": "coco_pope_{random,popular,adversarial}.json of the POPE repository (output/coco)",
-    "pope_images": "COCO val2014 images (cocodataset.org)",
-}
+SOURCES_TABLE = Path(__file__).resolve().parents[2] / "config" / "sources.yaml"
+
+
+def where_to_get(key: str, table_path: str | os.PathLike = SOURCES_TABLE) -> str:
+    """Where a data key's files come from, as the sources table says (the one place that records it)."""
+    lines = []
+    for name, entry in load_sources(str(table_path)).items():
+        if key not in entry.get("provides", []):
+            continue
+        if "url" in entry:
+            lines.append(f"{entry['url']} (sources.yaml: {name}; rule fetch_data fetches it)")
+        elif "hub" in entry:
+            h = entry["hub"]
+            lines.append(f"hub {h.get('type', 'dataset')} {h['repo']}, file {h['file']} (sources.yaml: {name}; rule "
+                         "fetch_data fetches it)")
+        if "manual" in entry and "url" not in entry and "hub" not in entry:
+            lines.append(f"by hand (sources.yaml: {name}): {entry['manual']}")
+    return "\n      ".join(lines) or "no entry in config/sources.yaml provides it"
 
 
 def _check(key: str, path: str, config: dict):
@@ -102,7 +104,7 @@ def preflight(config: dict) -> tuple[dict, list[str]]:
         if path is None:
             continue
         if not os.path.exists(path):
-            problems.append(f"missing {key}: {path}\n    get it from: {WHERE_TO_GET[key]}")
+            problems.append(f"missing {key}: {path}\n    get it from: {where_to_get(key)}")
             continue
         try:
             text, sizes[key] = _check(key, path, config)

@@ -24,7 +24,7 @@ import torch
 
 from workflow_scripts import study
 from workflow_scripts.data.labels import IMAGE_PLACEHOLDER, image_prompt_text
-from workflow_scripts.data.preflight import WHERE_TO_GET
+from workflow_scripts.data.preflight import where_to_get
 from workflow_scripts.evaluate import captioning, mme, pope, vqav2
 from workflow_scripts.evaluate.common import file_fingerprint
 from workflow_scripts.evaluate.generate import generate, prompt_text
@@ -57,8 +57,8 @@ def check_data(bench: str, paths: dict) -> None:
     """Fail before loading any model when a benchmark file is missing, saying where to get it."""
     for role, path in paths.items():
         if path is None or not os.path.exists(path):
-            key = next((k for k in WHERE_TO_GET if k.startswith(bench) and k.endswith(role)), None)
-            hint = WHERE_TO_GET.get(key, "see config/schema.yaml")
+            key = next((k for k in study.DATA_KEYS if k.startswith(bench) and k.endswith(role)), None)
+            hint = where_to_get(key) if key else "see config/sources.yaml"
             sys.exit(f"{bench}: missing {role} file {path}\n    get it from: {hint}")
 
 

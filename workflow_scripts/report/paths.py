@@ -95,3 +95,13 @@ def load_selection(results: str) -> dict:
     if doc is None:
         raise SystemExit(f"no LR selection at {selection(results)}: run the select_lr rule first")
     return doc
+
+
+def reference_metrics(results: str, reference: str, bench: str) -> str:
+    """metrics.json of a released (reference) checkpoint scored by the study's evaluation (calibration)."""
+    return os.path.join(results, "eval_reference", reference, bench, "metrics.json")
+
+
+def calibration_files(results: str) -> list[str]:
+    """The calibration table (every rendering) and its rows as JSON."""
+    return [os.path.join(results, "tables", f"calibration.{ext}") for ext in ("md", "csv", "tex", "html", "json")]
