@@ -158,7 +158,7 @@ rule calibrate:
         paths.calibration_files(RESULTS),
     params:
         config=calibration_config_json(),
-        results=RESULTS,
+        results=lambda w, output: results_root_of(output[0]),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     conda:
         "../envs/study.yaml"
