@@ -226,7 +226,7 @@ def report_inputs(wildcards):
             if lr is not None:
                 files += [paths.eval_metrics(RESULTS, llm, strategy, lr, b) for b in config["benchmarks"]]
                 files.append(paths.efficiency(RESULTS, llm, strategy, lr))
-    return files
+    return files + calibration_inputs()  # the reference rows below the study's
 
 
 def chosen_efficiency_files(llm):
@@ -298,6 +298,8 @@ def report_config_json():
     kept["stage1"] = {"trains": config["stage1"]["trains"]}
     kept["benchmarks"] = {b: {k: v for k, v in spec.items() if k in study.REPORT_BENCHMARK_KEYS}
                           for b, spec in config["benchmarks"].items()}
+    if REFERENCES:  # Table 1's calibration rows (absent: the params of configs without any are unchanged)
+        kept["reference_models"] = {r: {k: spec[k] for k in ("label", "published")} for r, spec in REFERENCES.items()}
     return json.dumps(kept)
 
 

@@ -74,3 +74,16 @@ def test_reference_entries_are_checked_against_the_study():
                                                                       "source": "x"}
     with pytest.raises(study.ConfigError, match="published.gqa: not configured"):
         study.check_config(bad)
+
+
+def test_table1_reference_rows_show_ours_published_and_difference(tmp_path):
+    from workflow_scripts.report import tables
+
+    results = str(tmp_path)
+    _write(paths.reference_metrics(results, "llava-1.5-7b", "mme"), {"perception": 1503.2, "cognition": 300.0})
+    columns = [("MME-P", "mme", "perception"), ("MME-C", "mme", "cognition"), ("POPE", "pope", "f1_mean")]
+    config = {"reference_models": {"llava-1.5-7b": CONFIG["reference_models"]["llava-1.5-7b"]}}
+    ours, published, diff = tables.reference_rows(config, results, columns)
+    assert ours == ["LLaVA-1.5-7B", "released checkpoint, our evaluation", "n/a", "n/a", 1503.2, "n/a", None]
+    assert published == ["LLaVA-1.5-7B", "published", "n/a", "n/a", 1510.7, "n/a", 85.9]
+    assert diff[4] == pytest.approx(-7.5) and diff[5:] == ["n/a", None]  # POPE not evaluated yet: missing, not 0

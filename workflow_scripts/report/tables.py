@@ -145,7 +145,39 @@ def table1(config: dict, results: str, selection: dict) -> Table:
                    "instruct text alone teaches; the honest baseline for that strategy's row."]
     if not config.get("controls", {}).get("text_priors"):
         table.notes.pop()
+    if config.get("reference_models"):
+        table.rows += reference_rows(config, results, columns)
+        table.notes.append("released checkpoint / published / difference: calibration (reference_models), the "
+                           "study's evaluation of a released model beside its published number; n/a: no published "
+                           "number for that column. Tolerances and sources: tables/calibration.md.")
     return table
+
+
+def reference_rows(config: dict, results: str, columns: list[tuple[str, str, str]]) -> list[list]:
+    """Per reference model: our score, the published one and the difference, in the columns it has a published
+    number for ("n/a" elsewhere; None where its evaluation has not finished)."""
+    from workflow_scripts.report.calibration import published_value
+
+    rows = []
+    for name, ref in config["reference_models"].items():
+        ours, published, diff = [], [], []
+        for _, bench, key in columns:
+            spec = ref["published"].get(bench)
+            if spec is None or spec["metric"] != key:
+                ours.append("n/a"), published.append("n/a"), diff.append("n/a")
+                continue
+            metrics = paths.read_json(paths.reference_metrics(results, name, bench))
+            value = None if metrics is None else metrics.get(key)
+            try:
+                target = published_value(results, {**spec, "bench": bench})[0]
+            except OSError:  # a cell standing in for the published number has not been evaluated yet
+                target = None
+            ours.append(value), published.append(target)
+            diff.append(None if value is None or target is None else value - target)
+        for what, cells in (("released checkpoint, our evaluation", ours), ("published", published),
+                            ("difference", diff)):
+            rows.append([ref["label"], what, "n/a", "n/a"] + cells)
+    return rows
 
 
 def vqav2_question_types(config: dict, results: str, selection: dict) -> Table:
