@@ -138,7 +138,13 @@ def test_every_configured_input_has_a_source():
     table = fetch_data.load_sources(str(ROOT / "config" / "sources.yaml"))
     provided = {k for e in table.values() for k in e.get("provides", [])}
     assert {k for k in study.DATA_KEYS if study.data_path(config, k) is not None} <= provided
-    assert set(fetch_data.wanted(config, table)) == set(table)
+    chosen = set(fetch_data.wanted(config, table))
+    assert chosen == {n for n in table if not n.startswith("pope_current")}  # LLaVA's POPE commit by default
+    config["benchmarks"]["pope"]["root"] = "pope_current"
+    assert set(fetch_data.wanted(config, table)) == chosen - {"pope_random", "pope_popular", "pope_adversarial"} | {
+        "pope_current_random", "pope_current_popular", "pope_current_adversarial"}
+    del config["benchmarks"]["vqav2"]["train_questions"]  # an unset key needs nothing
+    assert "vqav2_train_questions" not in fetch_data.wanted(config, table)
 
 
 # --- the hub ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,12 +31,26 @@ def load_sources(path: str) -> dict:
     return table
 
 
+def _overlap(a: str, b: str) -> bool:
+    """Whether one of two data-root-relative paths is the other or lies inside it ("." holds everything)."""
+    a, b = os.path.normpath(a), os.path.normpath(b)
+    return a == b or "." in (a, b) or a.startswith(b + os.sep) or b.startswith(a + os.sep)
+
+
 def wanted(config: dict, table: dict) -> list[str]:
-    """The entries that fill a data key this config sets (a key left unset needs nothing)."""
+    """The entries that fill a data key this config sets, at the path the config gives it: two versions of an
+    input (POPE at LLaVA's commit under pope/, the current files under pope_current/) are chosen by the path."""
     from workflow_scripts import study
 
-    keys = {k for k in study.DATA_KEYS if study.data_path(config, k) is not None}
-    return sorted(name for name, entry in table.items() if keys & set(entry.get("provides", [])))
+    names = []
+    for name, entry in table.items():
+        target = entry["unpack"]["into"] if "unpack" in entry else entry["to"]
+        for key in entry.get("provides", []):
+            path = study.data_path(config, key)
+            if path is not None and _overlap(os.path.relpath(path, config["data_root"]), target):
+                names.append(name)
+                break
+    return sorted(names)
 
 
 def _unpacked_present(entry: dict, data_root: Path) -> bool:
