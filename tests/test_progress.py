@@ -20,3 +20,22 @@ def test_evaluation_line_has_rate_and_eta():
     lines = []
     progress_printer(out=lambda text, flush: lines.append(text))(16, 300)
     assert lines[0].startswith("16/300 prompts | ") and "prompts/s | elapsed " in lines[0] and "| ETA " in lines[0]
+
+
+def test_each_step_line_carries_that_steps_loss():
+    """The Trainer calls on_step_end, then on_log with the step's loss: the line for step i shows loss i."""
+    from types import SimpleNamespace
+
+    from workflow_scripts.train.progress import ProgressLog
+
+    lines = []
+    log = ProgressLog(out=lambda text, flush: lines.append(text), lines=2)
+    state = SimpleNamespace(global_step=0, max_steps=4, is_world_process_zero=True)
+    log.on_train_begin(None, state, None)
+    for step, loss in enumerate([2.5, 2.0, 1.5, 1.0], 1):
+        state.global_step = step
+        log.on_step_end(None, state, None)
+        log.on_log(None, state, None, logs={"loss": loss, "learning_rate": 1e-3})
+    log.on_log(None, state, None, logs={"train_loss": 1.75, "train_runtime": 1.0})  # the run's summary: no line
+    assert [line.split(" | ")[0] for line in lines[1:]] == ["step 1/4 (25 %)", "step 2/4 (50 %)", "step 4/4 (100 %)"]
+    assert [line.split("loss ")[1].split(" ")[0] for line in lines[1:]] == ["2.5000", "2.0000", "1.0000"]

@@ -34,7 +34,6 @@ class ProgressLog(TrainerCallback):
     def __init__(self, tokens=lambda: 0, lines: int = 50, out=print):
         self.tokens, self.lines, self.out = tokens, lines, out
         self.start = self.first_step = None
-        self.last_log: dict = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start, self.first_step = time.time(), state.global_step  # a resumed run starts past 0
@@ -43,15 +42,15 @@ class ProgressLog(TrainerCallback):
                                                              if state.global_step else ""), flush=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        self.last_log = {**self.last_log, **(logs or {})}
-
-    def on_step_end(self, args, state, control, **kwargs):
-        every = max(1, state.max_steps // self.lines)
+        # The Trainer logs a step's loss after that step's on_step_end: printing here puts each step's own loss
+        # on its line (printing at on_step_end showed the previous step's, and none at step 1).
+        logs = logs or {}
         step = state.global_step
-        if not state.is_world_process_zero or not (step % every == 0 or step in (1, state.max_steps)):
-            return
+        every = max(1, state.max_steps // self.lines)
+        if "loss" not in logs or not state.is_world_process_zero or \
+                not (step % every == 0 or step in (1, state.max_steps)):
+            return  # (the end-of-training summary logs train_loss, not loss)
         elapsed = time.time() - self.start
-        done = step - self.first_step
-        self.out(progress_line(step, state.max_steps, elapsed, done, self.last_log.get("loss"),
-                               self.last_log.get("learning_rate"), self.tokens() / elapsed if elapsed else None),
+        self.out(progress_line(step, state.max_steps, elapsed, step - self.first_step, logs["loss"],
+                               logs.get("learning_rate"), self.tokens() / elapsed if elapsed else None),
                  flush=True)
