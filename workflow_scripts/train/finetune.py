@@ -112,7 +112,7 @@ def main(argv=None) -> None:
             summary["rung"] = {"fraction": args.stop_at_fraction, "stopped_at_step": trainer.state.global_step,
                                "of_steps": trainer.state.max_steps}
         write_json(args.efficiency, summary)
-        print(json.dumps({k: v for k, v in summary.items() if k != "parameters"}, indent=2))
+        print(loop.summary_line(summary, args.efficiency), flush=True)
     if stop is None:  # a rung leaves its checkpoint: the cell's full run resumes from it
         loop.release_checkpoints(args.checkpoints)  # every rank: rank 0 deletes once all are done
     distributed.finish()

@@ -27,6 +27,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from workflow_scripts import study
 from workflow_scripts.io import sha256_file
 from workflow_scripts.model.strategies import base_name
+from workflow_scripts.timing import clock
 from workflow_scripts.train.distributed import barrier, world
 from workflow_scripts.train.export import save_safetensors, state_of
 from workflow_scripts.train.progress import ProgressLog
@@ -335,6 +336,14 @@ def run_summary(trainer: GuardedTrainer, timer: StepTimer, wall: float, resumed_
         # [step, loss] at every logged step (the loss-curve figures read it)
         "loss_curve": [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h],
     }
+
+
+def summary_line(summary: dict, written: str) -> str:
+    """The last line of a training job's log: what ran and where its result is (the JSON is in ``written``)."""
+    rate = summary.get("tokens_per_s")
+    return (f"done: {summary['steps']} steps on {summary['workers']} worker(s) | loss {summary['loss_first']:.4f} -> "
+            f"{summary['loss_last']:.4f} | {clock(summary['wall_s'])}"
+            + (f" | {rate:,.0f} tok/s" if rate == rate and rate else "") + f" | summary: {written}")
 
 
 def run_training(model, targs: TrainingArguments, dataset, collator, identity: dict,

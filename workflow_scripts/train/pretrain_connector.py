@@ -110,7 +110,7 @@ def main(argv=None) -> None:
                        data_order={"shuffled": stage["shuffle"], "epochs_read": dataset.shards.epochs_read},
                        tensors_changed=changes.changed_tensors(start_values, weights))
         write_json(args.metrics, summary)
-        print(json.dumps(summary, indent=2))
+        print(loop.summary_line(summary, args.metrics), flush=True)
     loop.release_checkpoints(args.checkpoints)  # every rank: rank 0 deletes once all are done
     distributed.finish()
 
