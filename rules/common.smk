@@ -68,6 +68,12 @@ def toy_world_files():
     return [f for f in files if f is not None]
 
 
+def bench_data_inputs(bench):
+    """The inputs of one benchmark only (what a calibration run reads: not the training data)."""
+    keys = [k for k, parts in study.DATA_KEYS.items() if parts[:2] == ("benchmarks", bench)]
+    return [f for k in keys for f in data_inputs(k)]
+
+
 def data_inputs(key=None):
     """Configured data files as inputs: the fetch receipts of their sources (fetch: configured), else those the
     toy world makes, or that exist. A missing real input is left out here so the DAG still builds and the
@@ -339,14 +345,19 @@ def local_model_input(spec):
     return [] if spec.get("revision") else model_input(spec)
 
 
+def sources_table():
+    """The sources table's path: as configured, or the repository's when run from another working directory."""
+    path = config["fetch"]["sources"]
+    if not os.path.isabs(path) and not os.path.exists(path):
+        path = os.path.join(workflow.basedir, path)
+    return path
+
+
 def fetch_sources():
     """The sources table's entries this config needs, by name ({} without a fetch: section)."""
     if "fetch" not in config:
         return {}
-    path = config["fetch"]["sources"]
-    if not os.path.isabs(path) and not os.path.exists(path):  # the repository's table, from another workdir
-        path = os.path.join(workflow.basedir, path)
-    table = fetch_data.load_sources(path)
+    table = fetch_data.load_sources(sources_table())
     return {name: table[name] for name in fetch_data.wanted(config, table)}
 
 
@@ -357,10 +368,6 @@ def fetch_receipts(models=True):
         return data
     return data + [os.path.join(config["data_root"], "models", repo, study.MODEL_RECEIPT)
                    for repo in study.fetched_models(config)]
-
-
-def offline_flag():
-    return "--offline" if config.get("fetch", {}).get("offline", False) else ""
 
 
 REFERENCES = config.get("reference_models", {})
@@ -384,6 +391,7 @@ def reference_config_json(ref, bench):
     spec = REFERENCES[ref]
     kept = json.loads(evaluation_config_json(bench))
     kept["vision"] = {**kept["vision"], "image_aspect": spec.get("image_aspect", "pad")}
+    kept["stage2"] = {"precision": spec.get("precision", "fp16")}
     kept["benchmarks"][bench] = {**kept["benchmarks"][bench], **spec.get("benchmarks", {}).get(bench, {})}
     return canonical_json(kept)
 

@@ -80,9 +80,9 @@ rule evaluate_stage1:
 # the study's own export of a cell, scored by the same evaluation with the protocol it was published with.
 rule evaluate_reference:
     input:
-        preflight=f"{RESULTS}/preflight/inputs.json",
+        # only this benchmark's inputs (no preflight of the training data): calibration can run before they exist
         model=lambda w: reference_input(w.ref),
-        data=data_inputs(),
+        data=lambda w: bench_data_inputs(w.bench),
     output:
         predictions=f"{RESULTS}/eval_reference/{{ref}}/{{bench}}/predictions.jsonl",
         metrics=f"{RESULTS}/eval_reference/{{ref}}/{{bench}}/metrics.json",

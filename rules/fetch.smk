@@ -25,16 +25,22 @@ rule fetch_data:
     wildcard_constraints:
         source="|".join(re.escape(s) for s in SOURCES) or "(?!)",
     params:
-        entry=lambda w: canonical_json(SOURCES[w.source]),
+        # what the file is: a change fetches it again (and reruns what reads it); the script reads the rest
+        # (size, sha256, the steps for a person) from the table, so filling those in reruns nothing
+        source=lambda w: canonical_json(fetch_data.identity(SOURCES[w.source])),
+        sources=lambda w: sources_table(),
         root=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # data_root/fetched/<source>.json
-        offline=offline_flag(),
+    resources:
+        # whether the network may be used: not a rerun trigger (a resource, not a param), so switching a
+        # finished study to offline refetches and reruns nothing
+        fetch_offline=int(config.get("fetch", {}).get("offline", False)),
     conda:
         "../envs/study.yaml"
     log:
         f"{RESULTS}/logs/fetch_data/{{source}}.log",
     shell:
-        "python -m workflow_scripts.fetch.data --name {wildcards.source} --entry-json {params.entry:q}"
-        " --data-root {params.root} --receipt {output} {params.offline} > {log} 2>&1"
+        "python -m workflow_scripts.fetch.data --name {wildcards.source} --sources {params.sources}"
+        " --data-root {params.root} --receipt {output} --offline {resources.fetch_offline} > {log} 2>&1"
 
 
 rule fetch_model:
@@ -45,11 +51,12 @@ rule fetch_model:
     params:
         revision=lambda w: MODEL_REVISIONS[w.repo],
         folder=lambda w, output: os.path.dirname(output[0]),
-        offline=offline_flag(),
+    resources:
+        fetch_offline=int(config.get("fetch", {}).get("offline", False)),
     conda:
         "../envs/study.yaml"
     log:
         f"{RESULTS}/logs/fetch_model/{{repo}}.log",
     shell:
         "python -m workflow_scripts.fetch.model --repo {wildcards.repo} --revision {params.revision}"
-        " --folder {params.folder} --receipt {output} {params.offline} > {log} 2>&1"
+        " --folder {params.folder} --receipt {output} --offline {resources.fetch_offline} > {log} 2>&1"

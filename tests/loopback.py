@@ -108,12 +108,18 @@ class HubServer(_Server):
         self.token = token
         self.repos: dict[tuple[str, str], dict] = {}
         self.unknown: list[str] = []
+        self.reject_token: str | None = None  # answered 401 "invalid credentials", as the hub does
         super().__init__()
 
     def add(self, repo: str, folder: str | Path, revision: str, repo_type: str = "model", gated: bool = False):
         self.repos[(repo_type, repo)] = {"folder": Path(folder), "revision": revision, "gated": gated}
 
     def _repo(self, handler, repo_type, repo, rev):
+        if self.reject_token and handler.headers.get("Authorization") == f"Bearer {self.reject_token}":
+            handler.send_response(401)
+            handler.send_header("X-Error-Message", "Invalid credentials in Authorization header")
+            handler.end_headers()
+            return None
         spec = self.repos.get((repo_type, repo))
         if spec is None:
             handler.send_response(404)

@@ -87,3 +87,22 @@ def test_table1_reference_rows_show_ours_published_and_difference(tmp_path):
     assert ours == ["LLaVA-1.5-7B", "released checkpoint, our evaluation", "n/a", "n/a", 1503.2, "n/a", None]
     assert published == ["LLaVA-1.5-7B", "published", "n/a", "n/a", 1510.7, "n/a", 85.9]
     assert diff[4] == pytest.approx(-7.5) and diff[5:] == ["n/a", None]  # POPE not evaluated yet: missing, not 0
+
+
+def test_mme_can_ask_as_llava_did(tmp_path):
+    """LLaVA-1.5's MME protocol: its short-answer suffix instead of "Please answer yes or no." (two spaces kept
+    apart); the official wording stays the default."""
+    from workflow_scripts.evaluate import mme
+
+    sub = tmp_path / "MME_Benchmark_release_version" / "count"
+    sub.mkdir(parents=True)
+    (sub / "000000006040.jpg").write_bytes(b"jpg")
+    (sub / "000000006040.txt").write_text("Are there two cats?  Please answer yes or no.\tYes\n"
+                                          "Are there three cats? Please answer yes or no.\tNo\n")
+    official, _ = mme.build_prompts(str(tmp_path / "MME_Benchmark_release_version"))
+    llava, refs = mme.build_prompts(str(tmp_path / "MME_Benchmark_release_version"), "llava")
+    assert official[0].question.endswith("Are there two cats?  Please answer yes or no.")
+    assert [p.question.split("\n", 1)[1] for p in llava] == [
+        "Are there two cats?\nAnswer the question using a single word or phrase.",
+        "Are there three cats?\nAnswer the question using a single word or phrase."]
+    assert {p.id for p in llava} == set(refs)  # scored against the same references

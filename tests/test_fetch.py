@@ -4,6 +4,7 @@ repo without a token, a .bin-only repo converted once."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -41,7 +42,8 @@ def test_interrupted_download_resumes_from_its_part_file(files, tmp_path):
     dest.parent.mkdir()
     # an earlier run stopped after 100,000 bytes
     (dest.parent / "big.bin.part").write_bytes(blob[:100_000])
-    found = download(f"{server.url}/big.bin", dest, size=len(blob))
+    expected = hashlib.sha256(blob).hexdigest()  # known: a damaged prefix would be caught, so resuming is safe
+    found = download(f"{server.url}/big.bin", dest, size=len(blob), sha256=expected)
     assert dest.read_bytes() == blob and not (dest.parent / "big.bin.part").exists()
     assert found["sha256"] == sha256_file(dest)
     assert ("GET", "/big.bin", "bytes=100000-") in server.requests  # only the rest was asked for
@@ -239,12 +241,13 @@ def test_hub_data_file_is_fetched_and_unpacked(hub, tmp_path):
          {"MME_Benchmark_release_version/MME_Benchmark/count/000000006040.jpg": b"jpg",
           "MME_Benchmark_release_version/MME_Benchmark/count/000000006040.txt": b"Is there a cat?\tYes\n"})
     hub.add("darkyarding/MME", repo, REV, repo_type="dataset")
-    entry = {**fetch_data.load_sources(str(ROOT / "config" / "sources.yaml"))["mme"]}
-    entry["hub"] = {**entry["hub"], "revision": REV}
+    table = fetch_data.load_sources(str(ROOT / "config" / "sources.yaml"))
+    table["mme"]["hub"]["revision"] = REV
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(table))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_XET="1")
     run = subprocess.run([sys.executable, "-m", "workflow_scripts.fetch.data", "--name", "mme",
-                          "--entry-json", json.dumps(entry), "--data-root", str(tmp_path / "data"),
+                          "--sources", str(tmp_path / "sources.yaml"), "--data-root", str(tmp_path / "data"),
                           "--receipt", str(tmp_path / "mme.json")], capture_output=True, text=True, env=env, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "data" / "MME_Benchmark_release_version" / "MME_Benchmark" / "count").is_dir()
@@ -267,3 +270,101 @@ def test_jobs_start_with_the_hub_switched_off():
     run = subprocess.run([sys.executable, "-m", "workflow_scripts.gpu_lease", "--gpus", "0", "--launch", "--", "-c",
                           "import os; print(os.environ['HF_HUB_OFFLINE'])"], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0 and run.stdout.strip() == "1", run.stderr
+
+
+def test_a_part_file_that_is_already_complete_is_used_not_refused(files, tmp_path):
+    """Killed after the last byte but before the rename: the server answers the Range request with 416."""
+    web, server = files
+    blob = os.urandom(50_000)
+    _zip(web / "done.zip", {"val2014/a.jpg": blob})
+    dest = tmp_path / "done.zip"
+    (tmp_path / "done.zip.part").write_bytes((web / "done.zip").read_bytes())
+    found = download(f"{server.url}/done.zip", dest)
+    assert found["sha256"] == sha256_file(web / "done.zip") and dest.exists()
+
+
+def test_without_a_hash_only_an_archive_resumes_and_its_crc_catches_a_damaged_prefix(files, tmp_path):
+    web, server = files
+    _zip(web / "a.zip", {"val2014/x.jpg": os.urandom(80_000)})
+    (web / "plain.json").write_text(json.dumps({"x": list(range(5000))}))
+    # a damaged prefix of the archive (zeros where the first bytes should be), then the rest resumed
+    (tmp_path / "a.zip.part").write_bytes(b"\0" * 20_000)
+    with pytest.raises(FetchError, match="set aside"):
+        download(f"{server.url}/a.zip", tmp_path / "a.zip")
+    assert not (tmp_path / "a.zip").exists() and list(tmp_path.glob("a.zip.part.corrupt-*"))
+    # a plain file without a hash is not resumed: a damaged part file is discarded and the file fetched whole
+    (tmp_path / "plain.json.part").write_bytes(b"garbage")
+    download(f"{server.url}/plain.json", tmp_path / "plain.json")
+    assert json.loads((tmp_path / "plain.json").read_text())["x"][-1] == 4999
+
+
+def test_first_fetch_records_the_hash_and_a_later_change_is_caught(files, tmp_path):
+    web, server = files
+    (web / "q.json").write_text('{"questions": []}')
+    dest = tmp_path / "q.json"
+    found = download(f"{server.url}/q.json", dest)
+    assert (tmp_path / "q.json.sha256").read_text().split() == [str(found["size"]), found["sha256"]]
+    dest.write_text('{"questions": [1]}')  # changed on disk after the fetch
+    with pytest.raises(FetchError, match="left in place"):
+        download(f"{server.url}/q.json", dest, offline=True)
+
+
+def test_a_damaged_archive_fails_cleanly_naming_what_to_do(tmp_path):
+    (tmp_path / "caption_datasets.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(FetchError, match="damaged .* move it away"):
+        unpack(tmp_path / "caption_datasets.zip", tmp_path / "karpathy")
+
+
+def test_an_archive_unpacked_by_hand_counts_online_and_offline(tmp_path):
+    """MME requested from its authors and unpacked by hand; COCO unpacked and its zip deleted to save disk."""
+    table = fetch_data.load_sources(str(ROOT / "config" / "sources.yaml"))
+    (tmp_path / "MME_Benchmark_release_version" / "OCR").mkdir(parents=True)
+    for offline in (True, False):
+        receipt = fetch_data.fetch_entry("mme", table["mme"], str(tmp_path), offline=offline)
+        assert receipt["source"] == "already unpacked"
+    (tmp_path / "coco" / "val2014").mkdir(parents=True)
+    assert fetch_data.fetch_entry("coco_val2014", table["coco_val2014"], str(tmp_path), True)["source"] == \
+        "already unpacked"
+    with pytest.raises(FetchError, match="missing, and fetching is offline"):  # only val2014 is there
+        fetch_data.fetch_entry("coco_train2014", table["coco_train2014"], str(tmp_path), True)
+
+
+def test_a_bad_token_is_named_not_a_traceback(hub, tmp_path):
+    """The hub answers 401 to a mistyped or revoked token, on public repos too."""
+    _tiny_llama(tmp_path / "repo")
+    hub.add("org/tiny-llama", tmp_path / "repo", REV)
+    hub.reject_token = "hf_revoked"
+    run = _fetch_model(hub, "org/tiny-llama", tmp_path / "out", token="hf_revoked")
+    assert run.returncode == 1 and "HTTP 401" in run.stderr and "check HF_TOKEN" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_sharded_bin_repo_is_converted_and_never_downloaded_again(hub, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    repo = tmp_path / "repo"
+    _tiny_llama(repo, as_bin=True)
+    state = torch.load(repo / "pytorch_model.bin", weights_only=True)
+    names = sorted(state)
+    half = len(names) // 2
+    shards = {"pytorch_model-00001-of-00002.bin": names[:half], "pytorch_model-00002-of-00002.bin": names[half:]}
+    for shard, keys in shards.items():
+        torch.save({k: state[k] for k in keys}, repo / shard)
+    (repo / "pytorch_model.bin").unlink()
+    (repo / "pytorch_model.bin.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: shard for shard, keys in shards.items() for k in keys}}))
+    hub.add("lmsys/tiny-sharded", repo, REV)
+    folder = tmp_path / "out"
+    assert _fetch_model(hub, "lmsys/tiny-sharded", folder).returncode == 0
+    receipt = json.loads((folder / "fetched.json").read_text())
+    assert set(receipt["files"]) >= {"model-00001-of-00002.safetensors", "model.safetensors.index.json"}
+    assert not any(name.endswith(".bin") or name.startswith("pytorch_model") for name in receipt["files"])
+    assert not list(folder.glob("pytorch_model*"))
+    LlamaForCausalLM.from_pretrained(folder, use_safetensors=True)
+    # the receipt lost: fetching again takes the converted shards, not 2 x the .bin files
+    (folder / "fetched.json").unlink()
+    served = len(hub.requests)
+    assert _fetch_model(hub, "lmsys/tiny-sharded", folder).returncode == 0
+    assert not [p for (_, p, _) in hub.requests[served:] if p.endswith(".bin")]
+    assert json.loads((folder / "fetched.json").read_text())["converted"] == "by an earlier fetch"
+

@@ -112,9 +112,15 @@ def test_tables_and_figures_hold_the_measured_values(smoke_run):
     for name in ("table1_main", "table2_efficiency", "lr_sweep", "vqav2_question_types"):
         for ext in ("md", "csv", "tex"):
             assert (tmp_path / f"results/smoke/tables/{name}.{ext}").read_text().strip()
-    rows = {r["strategy"]: r for r in csv.DictReader((tmp_path / "results/smoke/tables/table1_main.csv").open())}
+    table1 = list(csv.DictReader((tmp_path / "results/smoke/tables/table1_main.csv").open()))
+    rows = {r["strategy"]: r for r in table1 if r["LLM"] == "MM-SmokeVicuna"}
     assert set(rows) == {"best no-image guess", "stage 1 only (connector)", "blind (Finetune, blank images)",
                          "text priors (LayerNorm, blank images in training and test)", "Finetune", "LayerNorm"}
+    # the calibration rows below the study's: the export of LayerNorm 3e-3 scored as a standard Llava folder
+    calibration = {r["strategy"]: r for r in table1 if r["LLM"] == "Export of LayerNorm 3e-3"}
+    assert list(calibration) == ["released checkpoint, our evaluation", "published", "difference"]
+    assert calibration["published"]["Flickr30k"] == calibration["released checkpoint, our evaluation"]["Flickr30k"]
+    assert float(calibration["difference"]["Flickr30k"]) == 0.0 and calibration["difference"]["POPE"] == "n/a"
     guess = json.loads((tmp_path / "results/smoke/eval_stage1/smoke-vicuna/pope/metrics.json").read_text())
     assert float(rows["best no-image guess"]["POPE"]) == pytest.approx(guess["no_image_guess"]["f1_mean"], abs=1e-5)
     assert guess["no_image_guess"]["f1_mean"] == pytest.approx(200 / 3, abs=0.01)  # "yes" everywhere: P .5, R 1

@@ -29,12 +29,20 @@ def question_id(subtask: str, image: str, answer: str) -> str:
     return f"{subtask}/{os.path.splitext(os.path.basename(image))[0]}/{answer.lower()}"
 
 
-def build_prompts(root: str) -> tuple[list[Prompt], dict]:
-    """One prompt per question; references: id -> (subtask, image, "yes"|"no")."""
+OFFICIAL_INSTRUCTION = "Please answer yes or no."
+
+
+def build_prompts(root: str, instruction: str = "official") -> tuple[list[Prompt], dict]:
+    """One prompt per question; references: id -> (subtask, image, "yes"|"no"). ``instruction``: "official" keeps
+    each question verbatim; "llava" asks as LLaVA-1.5's MME file does, its short-answer suffix in place of
+    "Please answer yes or no." (the protocol its published MME scores were measured with)."""
     prompts, refs = [], {}
     for q in read_mme(root):
         qid = question_id(q.subtask, q.image, q.answer)
-        prompts.append(Prompt(qid, f"{IMAGE_PLACEHOLDER}\n{q.question}", q.image))
+        text = q.question
+        if instruction == "llava" and text.rstrip().endswith(OFFICIAL_INSTRUCTION):
+            text = text.rstrip()[: -len(OFFICIAL_INSTRUCTION)].rstrip() + LLAVA_SUFFIX
+        prompts.append(Prompt(qid, f"{IMAGE_PLACEHOLDER}\n{text}", q.image))
         refs[qid] = (q.subtask, q.image, q.answer.lower(), q.question)
     return prompts, refs
 

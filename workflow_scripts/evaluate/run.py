@@ -38,7 +38,8 @@ def _paths(config, **keys):
 
 # bench -> (module, data paths by role, prompt builder). One row per benchmark.
 BENCHMARKS = {
-    "mme": (mme, lambda c: _paths(c, root="mme_root"), lambda cfg, p, seed: mme.build_prompts(p["root"])),
+    "mme": (mme, lambda c: _paths(c, root="mme_root"),
+            lambda cfg, p, seed: mme.build_prompts(p["root"], cfg.get("instruction", "official"))),
     "vqav2": (vqav2, lambda c: _paths(c, questions="vqav2_questions", annotations="vqav2_annotations",
                                       train_questions="vqav2_train_questions",
                                       train_annotations="vqav2_train_annotations", images="vqav2_images"),
@@ -177,7 +178,9 @@ def main(argv=None) -> None:
     resolve_model(args)  # after the data is read (its errors first), before any model loads
     start = time.time()
     on_gpu = torch.cuda.is_available()
-    dtype = torch.bfloat16 if on_gpu and config["stage2"].get("precision") == "bf16" else torch.float32
+    # bf16 as the study trains; fp16 where a reference was published in it (LLaVA's evaluation); fp32 on CPU
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config["stage2"].get("precision")) if on_gpu else None
+    dtype = dtype or torch.float32
     model, processor = load_model(args, config, dtype)
     rank = _init_distributed()  # under torchrun: prompts are split over the processes, answers gathered
     if on_gpu:

@@ -39,41 +39,106 @@ def set_aside(path: str | os.PathLike) -> str:
     return aside
 
 
+# A file without a published sha256 is resumed only where the result can still be checked: an archive (every zip
+# member and gzip stream carries a CRC, checked after the download); anything else starts over.
+CHECKABLE = (".zip", ".tar.gz", ".tgz")
+
+
+def recorded(dest: str | os.PathLike) -> dict:
+    """{size, sha256} recorded beside ``dest`` by its first verified fetch ({} if none): what a later check
+    compares with when the sources table publishes neither (trust on first use, kept outside Snakemake's outputs)."""
+    try:
+        with open(f"{dest}.sha256") as f:
+            size, sha = f.read().split()
+        return {"size": int(size), "sha256": sha}
+    except (OSError, ValueError):
+        return {}
+
+
+def _record(dest: Path, found: dict) -> None:
+    tmp = dest.with_name(f".{dest.name}.sha256.tmp")
+    tmp.write_text(f"{found['size']} {found['sha256']}\n")
+    os.replace(tmp, f"{dest}.sha256")
+
+
+def verify_present(dest: str | os.PathLike, size: int | None = None, sha256: str | None = None) -> dict:
+    """Check a file already in place against the expected size / sha256 (else its first fetch's record) and
+    record what it is; raises FetchError, leaving the file where it is."""
+    first = recorded(dest)
+    try:
+        found = verify(dest, size or first.get("size"), sha256 or first.get("sha256"))
+    except FetchError as e:
+        raise FetchError(f"{e}; it was there before this fetch and is left in place: move it away (or delete it "
+                         "and its .sha256 record) to download again") from None
+    _record(Path(dest), found)
+    return found
+
+
 def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256: str | None = None,
              offline: bool = False, headers: dict | None = None) -> dict:
     """Bring ``url`` to ``dest`` and return its {size, sha256}.
 
-    A ``dest`` already present is verified and kept (nothing is downloaded). Otherwise the bytes go to
-    ``dest.part``, which a later call resumes from its current length, and are renamed to ``dest`` only once they
-    verify. A download that does not verify is set aside and raises. ``offline``: never touch the network; a
-    missing file raises."""
+    Expected size / sha256: the arguments, else what the first fetch recorded beside the file. A ``dest`` already
+    present is verified and kept (nothing is downloaded). Otherwise the bytes go to ``dest.part``, which a later
+    call resumes from its current length where the result can be checked (a known sha256, or an archive's CRCs),
+    and are renamed to ``dest`` only once they verify. A download that does not verify is set aside and raises.
+    ``offline``: never touch the network; a missing file raises."""
+    from huggingface_hub.errors import HfHubHTTPError  # not at the DAG's parse time
+
     dest = Path(dest)
+    first = recorded(dest)
+    size, sha256 = size or first.get("size"), sha256 or first.get("sha256")
     if dest.exists():
-        try:
-            return verify(dest, size, sha256)
-        except FetchError as e:
-            raise FetchError(f"{e}; it was there before this fetch and is left in place: move it away to "
-                             "download again") from None
+        return verify_present(dest, size, sha256)
     if offline:
         raise FetchError(f"{dest}: missing, and fetching is offline (fetch.offline: true); source: {url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    if size is not None and have > size:  # not the file we expect: start over
-        set_aside(part)
+    if have and ((size is not None and have > size) or not (sha256 or dest.name.endswith(CHECKABLE))):
+        part.unlink()  # too long, or nothing could tell a damaged prefix: start over
         have = 0
     if size is None or have < size:
-        from huggingface_hub.file_download import http_get  # not at the DAG's parse time
+        from huggingface_hub.file_download import http_get
 
-        with open(part, "ab") as f:
-            http_get(url, f, resume_size=have, headers=headers, expected_size=size, displayed_filename=dest.name)
+        try:
+            with open(part, "ab") as f:
+                http_get(url, f, resume_size=have, headers=headers, expected_size=size,
+                         displayed_filename=dest.name)
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if not (status == 416 and have):  # 416: the part file already holds every byte
+                raise FetchError(f"{url}: HTTP {status} ({e.__class__.__name__}); the partial file "
+                                 f"{part.name} is kept for the next attempt") from None
+        except Exception as e:  # noqa: BLE001 - connection lost for good, a short transfer: the message says which
+            raise FetchError(f"{url}: {e}; the partial file {part.name} is kept for the next attempt") from None
     try:
         found = verify(part, size, sha256)
+        if not sha256:
+            check_archive(part, dest.name)
     except FetchError as e:
         aside = set_aside(part)
         raise FetchError(f"{url}: the download does not match its record ({e}); set aside as {aside}") from None
     os.replace(part, dest)
+    _record(dest, found)
     return found
+
+
+def check_archive(path: str | os.PathLike, name: str) -> None:
+    """Read every member of a zip / gzip archive through its CRC; raises FetchError on the first bad one."""
+    try:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            if bad is not None:
+                raise FetchError(f"{path}: member {bad} fails its CRC check")
+        elif name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(path) as t:
+                for member in t:
+                    if member.isfile():
+                        t.extractfile(member).read()
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+        raise FetchError(f"{path}: not a readable archive ({e})") from None
 
 
 def unpack(archive: str | os.PathLike, into: str | os.PathLike, members: str | None = None) -> list[str]:
@@ -87,15 +152,19 @@ def unpack(archive: str | os.PathLike, into: str | os.PathLike, members: str | N
     tmp.mkdir()
     try:
         name = str(archive)
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(archive) as z:
-                z.extractall(tmp, [m for m in z.namelist() if members is None or m.startswith(members)])
-        elif name.endswith((".tar", ".tar.gz", ".tgz")):
-            with tarfile.open(archive) as t:
-                t.extractall(tmp, [m for m in t.getmembers() if members is None or m.name.startswith(members)],
-                             filter="data")
-        else:
-            raise FetchError(f"{archive}: not an archive this fetcher unpacks (.zip, .tar, .tar.gz)")
+        try:
+            if name.endswith(".zip"):
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(tmp, [m for m in z.namelist() if members is None or m.startswith(members)])
+            elif name.endswith((".tar", ".tar.gz", ".tgz")):
+                with tarfile.open(archive) as t:
+                    t.extractall(tmp, [m for m in t.getmembers() if members is None or m.name.startswith(members)],
+                                 filter="data")
+            else:
+                raise FetchError(f"{archive}: not an archive this fetcher unpacks (.zip, .tar, .tar.gz)")
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+            raise FetchError(f"{archive}: the archive is damaged ({e}): move it away (or delete it and its "
+                             ".sha256) and rerun to download it again") from None
         made = sorted(p.name for p in tmp.iterdir())
         if not made:
             raise FetchError(f"{archive}: no entries{f' under {members!r}' if members else ''}")

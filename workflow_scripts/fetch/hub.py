@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
-from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors.torch import save_file
 
-from workflow_scripts.fetch.files import FetchError, verify
+from workflow_scripts.fetch.files import FetchError, verify, verify_present
 from workflow_scripts.io import sha256_file
 
 # What a model folder needs besides its weights (tokenizer, configs, processor).
@@ -42,6 +42,11 @@ def repo_files(repo: str, revision: str, repo_type: str = "model") -> dict[str, 
     except RepositoryNotFoundError:
         raise FetchError(f"{repo}: no such {repo_type} repository on the hub (or it is private and HF_TOKEN "
                          "cannot see it)") from None
+    except HfHubHTTPError as e:  # e.g. 401 for a mistyped or revoked HF_TOKEN, on public repos too
+        status = e.response.status_code if e.response is not None else "?"
+        raise FetchError(f"{repo}: the hub answered HTTP {status}: {str(e).splitlines()[0]}"
+                         + (" (check HF_TOKEN: unset it for public repos, or create a new read token)"
+                            if status == 401 else "")) from None
     return files
 
 
@@ -97,16 +102,23 @@ def fetch_model(repo: str, revision: str, folder: str | os.PathLike) -> dict:
         weights, fmt = weight_files(files)
     except FetchError as e:
         raise FetchError(f"model {repo}@{revision}: {e}") from None
-    snapshot_download(repo, revision=revision, local_dir=folder, allow_patterns=SIDE_FILES + weights)
+    # an earlier fetch converted them: never download the .bin shards again
+    converted_before = fmt == "bin" and any((folder / n).exists()
+                                            for n in ("model.safetensors", "model.safetensors.index.json"))
+    snapshot_download(repo, revision=revision, local_dir=folder,
+                      allow_patterns=SIDE_FILES + ([] if converted_before else weights))
     record = {"repo": repo, "revision": revision, "weights_as_published": fmt, "files": {}}
     for name in sorted(f for f in files if (folder / f).is_file()):
         # LFS files carry their sha256 in the listing: a transfer that does not match it is an error here
         record["files"][name] = verify(folder / name, files[name]["size"], files[name]["sha256"])
     if fmt == "bin":
-        record["converted"] = convert_bin(folder, weights)
-        for c in record["converted"]:
-            record["files"].pop(c["from"], None)
-            record["files"][c["to"]] = {"size": (folder / c["to"]).stat().st_size, "sha256": c["to_sha256"]}
+        if converted_before:
+            (folder / "pytorch_model.bin.index.json").unlink(missing_ok=True)  # fetched again with the configs
+        record["converted"] = "by an earlier fetch" if converted_before else convert_bin(folder, weights)
+        # the folder as it now is: the safetensors shards and their index instead of the .bin ones
+        kept = [p.name for p in folder.iterdir()
+                if p.is_file() and (p.name in files or p.name.startswith("model"))]
+        record["files"] = {name: verify(folder / name, None, None) for name in sorted(kept)}
     return record
 
 
@@ -122,7 +134,7 @@ def fetch_file(repo: str, revision: str, filename: str, dest: str | os.PathLike,
         raise FetchError(f"{repo}@{revision} has no file {filename}")
     dest = Path(dest)
     got = hf_hub_download(repo, filename, revision=revision, repo_type=repo_type, local_dir=dest.parent / ".hub")
-    found = verify(got, size or listed["size"], sha256 or listed["sha256"])
+    verify(got, size or listed["size"], sha256 or listed["sha256"])
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(got, dest)
-    return {**found, "revision": revision}
+    return {**verify_present(dest, size or listed["size"], sha256 or listed["sha256"]), "revision": revision}

@@ -37,8 +37,8 @@ def main(argv=None) -> None:
     ap.add_argument("--revision", required=True)
     ap.add_argument("--folder", required=True)
     ap.add_argument("--receipt", required=True)
-    ap.add_argument("--offline", action="store_true", help="take the folder as it is (copied from a machine that "
-                                                           "fetched it); check that it holds a model")
+    ap.add_argument("--offline", type=int, default=0, choices=[0, 1],
+                    help="1: take the folder as it is (copied from a machine that fetched it); check it holds a model")
     args = ap.parse_args(argv)
     try:
         record = present_model(args.repo, args.revision, args.folder) if args.offline else \
