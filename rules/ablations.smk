@@ -9,7 +9,7 @@
 rule instruct_by_type:
     input:
         preflight=f"{RESULTS}/preflight/inputs.json",
-        files=list(instruct_type_files().values()),
+        files=instruct_type_inputs(),
     output:
         f"{RESULTS}/ablations/data_type/instruct_by_type.json",
     params:

@@ -262,6 +262,13 @@ def instruct_type_files():
     return {name: os.path.join(config["data_root"], rel) for name, rel in files.items()}
 
 
+def instruct_type_inputs():
+    """The per-type files the instruct_by_type rule joins, or their fetch receipts."""
+    if not SOURCES:
+        return list(instruct_type_files().values())
+    return [f for name in instruct_type_files() for f in data_inputs(f"ablations.data_type.type_files.{name}")]
+
+
 def data_subset_pool():
     """The records the data-type ablation draws from: LLaVA's per-type files, joined and tagged by rule
     instruct_by_type, when `type_files` is configured; else the instruct json (its records carry `type`)."""

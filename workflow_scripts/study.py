@@ -121,9 +121,10 @@ def batch_split(global_batch: int, per_device_batch: int, gpus: int) -> tuple[in
 
 
 def data_path(config: dict, key: str) -> str | None:
-    """Absolute-or-workdir-relative path of a configured input (``DATA_KEYS``), or None when unset."""
+    """Absolute-or-workdir-relative path of a configured input (a ``DATA_KEYS`` name, or a dotted config path
+    such as ``ablations.data_type.type_files.detail``), or None when unset."""
     node = config
-    for part in DATA_KEYS[key]:
+    for part in DATA_KEYS.get(key) or key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
         if node is None:
             return None

@@ -52,7 +52,7 @@ def wanted(config: dict, table: dict) -> list[str]:
     from workflow_scripts import study
 
     names = []
-    for name, entry in table.items():
+    for name, entry in table.items():  # (a provides key that is a dotted config path: see study.data_path)
         target = entry["unpack"]["into"] if "unpack" in entry else entry["to"]
         for key in entry.get("provides", []):
             path = study.data_path(config, key)
