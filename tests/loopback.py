@@ -31,6 +31,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if rng and rng.startswith("bytes="):
             start = int(rng[6:].split("-")[0] or 0)
             status = 206
+            if start >= len(data):  # nothing there: as real servers answer
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         body = data[start:]
         # an interrupted transfer: announce everything, send part
         cut = None if head else self.server.cut_after.pop(path.name, None)

@@ -368,3 +368,45 @@ def test_a_sharded_bin_repo_is_converted_and_never_downloaded_again(hub, tmp_pat
     assert not [p for (_, p, _) in hub.requests[served:] if p.endswith(".bin")]
     assert json.loads((folder / "fetched.json").read_text())["converted"] == "by an earlier fetch"
 
+
+
+def test_a_damaged_archive_in_place_is_refused_before_anything_is_recorded(files, tmp_path):
+    """Its hash must not become the record a correct download is later held to."""
+    web, server = files
+    _zip(web / "a.zip", {"val2014/x.jpg": os.urandom(30_000)})
+    good = (web / "a.zip").read_bytes()
+    dest = tmp_path / "a.zip"
+    dest.write_bytes(good[:-200] + b"\0" * 200)  # damaged in place (a bad copy)
+    with pytest.raises(FetchError, match="left in place"):
+        download(f"{server.url}/a.zip", dest)
+    assert not (tmp_path / "a.zip.sha256").exists()
+    dest.unlink()  # as the message says: move it away, download again
+    assert download(f"{server.url}/a.zip", dest)["sha256"] == hashlib.sha256(good).hexdigest()
+
+
+def test_a_part_file_longer_than_the_file_is_not_taken_for_complete(files, tmp_path):
+    """No size known, the server answers 416 to a Range past its end: the file is fetched whole once more, since
+    an archive's CRCs do not see trailing bytes."""
+    web, server = files
+    _zip(web / "b.zip", {"val2014/y.jpg": os.urandom(30_000)})
+    good = (web / "b.zip").read_bytes()
+    (tmp_path / "b.zip.part").write_bytes(good + b"trailing garbage")
+    download(f"{server.url}/b.zip", tmp_path / "b.zip")
+    assert (tmp_path / "b.zip").read_bytes() == good
+
+
+def test_an_archive_without_what_the_table_says_it_makes_is_refused(tmp_path):
+    _zip(tmp_path / "val2017.zip", {"val2017/z.jpg": b"1"})
+    with pytest.raises(FetchError, match=r"holds \['val2017'\], not \['val2014'\]"):
+        unpack(tmp_path / "val2017.zip", tmp_path / "coco", makes=["val2014"])
+
+
+def test_a_receipt_says_what_a_file_was_checked_against(files, tmp_path):
+    web, server = files
+    (web / "p.json").write_text("{}")
+    entry = {"url": f"{server.url}/p.json", "to": "pope/p.json", "provides": ["pope_root"]}
+    first = fetch_data.fetch_entry("p", entry, str(tmp_path))
+    assert first["source"] == entry["url"] and first["checked_against"].startswith("nothing yet")
+    again = fetch_data.fetch_entry("p", entry, str(tmp_path), offline=True)
+    assert again["source"] == "already present (not downloaded)"
+    assert again["checked_against"] == "sha256 recorded at its first fetch"

@@ -85,7 +85,10 @@ def fetch_entry(name: str, entry: dict, data_root: str, offline: bool = False) -
         if dest.is_file():
             return {**receipt, "source": "placed by hand",
                     **verify_present(dest, entry.get("size"), entry.get("sha256"))}
-        steps = entry.get("manual") or f"fetching is offline; copy {entry['to']} from a machine that has it"
+        steps = entry.get("manual", "")
+        if offline and ("hub" in entry or "url" in entry):
+            steps = f"fetching is offline; copy {entry['to']} from a machine that has it" + (
+                f"\n  {steps}" if steps else "")
         raise FetchError(f"{name}: {dest} is missing.\n  {steps}\n  expected: {entry['to']} under data_root"
                          + (f", {entry['size']} bytes" if entry.get("size") else "")
                          + (f", sha256 {entry['sha256']}" if entry.get("sha256") else ""))
@@ -98,15 +101,17 @@ def fetch_entry(name: str, entry: dict, data_root: str, offline: bool = False) -
                                    entry.get("size"), entry.get("sha256"))
             receipt["source"] = f"hub:{h.get('type', 'dataset')}/{h['repo']}@{h['revision']}/{h['file']}"
         else:
+            there = dest.exists()
             found = download(entry["url"], dest, entry.get("size"), entry.get("sha256"), offline=offline) \
                 if "url" in entry else verify_present(dest, entry.get("size"), entry.get("sha256"))
-            receipt["source"] = entry.get("url", "hub (already present)")
+            receipt["source"] = "already present (not downloaded)" if there else entry["url"]
     except FetchError as e:
         raise FetchError(f"{name}: {e}" + (f"\n  {entry['manual']}" if entry.get("manual") else "")) from None
     receipt.update(found)
     if "unpack" in entry:
         u = entry["unpack"]
-        receipt["unpacked"] = {"into": u["into"], "made": unpack(dest, root / u["into"], u.get("members"))}
+        receipt["unpacked"] = {"into": u["into"],
+                               "made": unpack(dest, root / u["into"], u.get("members"), u.get("makes"))}
     return receipt
 
 

@@ -61,17 +61,30 @@ def _record(dest: Path, found: dict) -> None:
     os.replace(tmp, f"{dest}.sha256")
 
 
+def _against(size: int | None, sha256: str | None, given: bool) -> str:
+    """What a file was checked against, for its receipt (a measured file is not a verified one)."""
+    if sha256:
+        return "sha256 from the sources table or hub listing" if given else "sha256 recorded at its first fetch"
+    if size:
+        return "size only (no sha256 published)"
+    return "nothing yet: first fetch, size and sha256 recorded now" + (" (archive CRCs read)" if given is None else "")
+
+
 def verify_present(dest: str | os.PathLike, size: int | None = None, sha256: str | None = None) -> dict:
-    """Check a file already in place against the expected size / sha256 (else its first fetch's record) and
-    record what it is; raises FetchError, leaving the file where it is."""
+    """Check a file already in place against the expected size / sha256 (else its first fetch's record; an archive
+    with neither has its CRCs read first) and record what it is; raises FetchError, leaving the file where it is
+    and recording nothing."""
     first = recorded(dest)
+    want_size, want_sha = size or first.get("size"), sha256 or first.get("sha256")
     try:
-        found = verify(dest, size or first.get("size"), sha256 or first.get("sha256"))
+        found = verify(dest, want_size, want_sha)
+        if not want_sha:
+            check_archive(dest, Path(dest).name)
     except FetchError as e:
         raise FetchError(f"{e}; it was there before this fetch and is left in place: move it away (or delete it "
                          "and its .sha256 record) to download again") from None
     _record(Path(dest), found)
-    return found
+    return {**found, "checked_against": _against(want_size, want_sha, bool(sha256 or size))}
 
 
 def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256: str | None = None,
@@ -86,10 +99,10 @@ def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256:
     from huggingface_hub.errors import HfHubHTTPError  # not at the DAG's parse time
 
     dest = Path(dest)
-    first = recorded(dest)
-    size, sha256 = size or first.get("size"), sha256 or first.get("sha256")
     if dest.exists():
         return verify_present(dest, size, sha256)
+    first = recorded(dest)
+    size, sha256 = size or first.get("size"), sha256 or first.get("sha256")
     if offline:
         raise FetchError(f"{dest}: missing, and fetching is offline (fetch.offline: true); source: {url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -99,17 +112,21 @@ def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256:
         part.unlink()  # too long, or nothing could tell a damaged prefix: start over
         have = 0
     if size is None or have < size:
-        from huggingface_hub.file_download import http_get
-
         try:
-            with open(part, "ab") as f:
-                http_get(url, f, resume_size=have, headers=headers, expected_size=size,
-                         displayed_filename=dest.name)
+            _get(url, part, have, headers, size, dest.name)
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
-            if not (status == 416 and have):  # 416: the part file already holds every byte
+            if not (status == 416 and have):
                 raise FetchError(f"{url}: HTTP {status} ({e.__class__.__name__}); the partial file "
                                  f"{part.name} is kept for the next attempt") from None
+            # 416: nothing after the part file's end. Complete, or longer than the file: only a whole download
+            # can tell (an archive's CRCs ignore trailing bytes), so fetch it whole once more
+            part.unlink()
+            try:
+                _get(url, part, 0, headers, size, dest.name)
+            except HfHubHTTPError as e2:
+                raise FetchError(f"{url}: HTTP {e2.response.status_code if e2.response is not None else '?'}") \
+                    from None
         except Exception as e:  # noqa: BLE001 - connection lost for good, a short transfer: the message says which
             raise FetchError(f"{url}: {e}; the partial file {part.name} is kept for the next attempt") from None
     try:
@@ -121,7 +138,14 @@ def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256:
         raise FetchError(f"{url}: the download does not match its record ({e}); set aside as {aside}") from None
     os.replace(part, dest)
     _record(dest, found)
-    return found
+    return {**found, "checked_against": _against(size, sha256, None if dest.name.endswith(CHECKABLE) else False)}
+
+
+def _get(url: str, part: Path, have: int, headers: dict | None, size: int | None, name: str) -> None:
+    from huggingface_hub.file_download import http_get
+
+    with open(part, "ab") as f:
+        http_get(url, f, resume_size=have, headers=headers, expected_size=size, displayed_filename=name)
 
 
 def check_archive(path: str | os.PathLike, name: str) -> None:
@@ -141,14 +165,17 @@ def check_archive(path: str | os.PathLike, name: str) -> None:
         raise FetchError(f"{path}: not a readable archive ({e})") from None
 
 
-def unpack(archive: str | os.PathLike, into: str | os.PathLike, members: str | None = None) -> list[str]:
+def unpack(archive: str | os.PathLike, into: str | os.PathLike, members: str | None = None,
+           makes: list[str] | None = None) -> list[str]:
     """Extract a .zip / .tar(.gz) into ``into`` (only entries under the prefix ``members`` when given) and return
-    the top-level names it created. Extraction goes to a temporary folder beside them first, so an interrupted
-    unpack leaves no half-filled folder under the name the readers look for."""
+    the top-level names it created; raises FetchError when it lacks one of ``makes`` (what the sources table
+    says it creates, and how an unpacked copy is recognised later). Extraction goes to a temporary folder beside
+    them first, so an interrupted unpack leaves no half-filled folder under the name the readers look for."""
     into = Path(into)
     into.mkdir(parents=True, exist_ok=True)
+    for stale in into.glob(f".unpack-{Path(archive).name}.tmp*"):  # left by an unpack killed hard
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = into / f".unpack-{Path(archive).name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         name = str(archive)
@@ -168,6 +195,9 @@ def unpack(archive: str | os.PathLike, into: str | os.PathLike, members: str | N
         made = sorted(p.name for p in tmp.iterdir())
         if not made:
             raise FetchError(f"{archive}: no entries{f' under {members!r}' if members else ''}")
+        missing = sorted(set(makes or []) - set(made))
+        if missing:
+            raise FetchError(f"{archive}: holds {made[:5]}, not {missing} (unpack.makes in the sources table)")
         for top in made:
             target = into / top
             if target.is_dir():  # a folder another archive filled too (COCO's train2014 + val2014 under coco/)
