@@ -281,6 +281,7 @@ def test_a_part_file_that_is_already_complete_is_used_not_refused(files, tmp_pat
     (tmp_path / "done.zip.part").write_bytes((web / "done.zip").read_bytes())
     found = download(f"{server.url}/done.zip", dest)
     assert found["sha256"] == sha256_file(web / "done.zip") and dest.exists()
+    assert [r for (_, p, r) in server.requests if p == "/done.zip"] == []  # the 416 said "bytes */<its length>"
 
 
 def test_without_a_hash_only_an_archive_resumes_and_its_crc_catches_a_damaged_prefix(files, tmp_path):

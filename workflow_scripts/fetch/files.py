@@ -119,14 +119,16 @@ def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256:
             if not (status == 416 and have):
                 raise FetchError(f"{url}: HTTP {status} ({e.__class__.__name__}); the partial file "
                                  f"{part.name} is kept for the next attempt") from None
-            # 416: nothing after the part file's end. Complete, or longer than the file: only a whole download
-            # can tell (an archive's CRCs ignore trailing bytes), so fetch it whole once more
-            part.unlink()
-            try:
-                _get(url, part, 0, headers, size, dest.name)
-            except HfHubHTTPError as e2:
-                raise FetchError(f"{url}: HTTP {e2.response.status_code if e2.response is not None else '?'}") \
-                    from None
+            # 416: nothing after the part file's end. Complete when the server's length ("bytes */N") is the
+            # part's; longer, or no length given: fetch it whole once more (an archive's CRCs ignore trailing bytes)
+            total = e.response.headers.get("Content-Range", "").rpartition("/")[2]
+            if total != str(have):
+                part.unlink()
+                try:
+                    _get(url, part, 0, headers, size, dest.name)
+                except HfHubHTTPError as e2:
+                    raise FetchError(f"{url}: HTTP {e2.response.status_code if e2.response is not None else '?'}") \
+                        from None
         except Exception as e:  # noqa: BLE001 - connection lost for good, a short transfer: the message says which
             raise FetchError(f"{url}: {e}; the partial file {part.name} is kept for the next attempt") from None
     try:
