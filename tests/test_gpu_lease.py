@@ -87,8 +87,9 @@ def test_launch_runs_python_without_gpus_and_torchrun_with_a_worker_per_gpu(tmp_
     assert env == {"OMP_NUM_THREADS": "4"}
     # through the entry point, on 2 stand-in GPUs: two workers, each with its rank and the leased ids
     script = tmp_path / "worker.py"
-    script.write_text("import os\ne = os.environ\n"
-                      "print('W', e['RANK'], e['CUDA_VISIBLE_DEVICES'], e['OMP_NUM_THREADS'])\n")
+    # one write per line: two workers share the pipe, and print() writes its items one by one when unbuffered
+    script.write_text("import os, sys\ne = os.environ\n"
+                      "sys.stdout.write(f\"W {e['RANK']} {e['CUDA_VISIBLE_DEVICES']} {e['OMP_NUM_THREADS']}\\n\")\n")
     out = subprocess.run([sys.executable, "-m", "workflow_scripts.gpu_lease", "--gpus", "2", "--launch", "--",
                           str(script)], env=lease_env(tmp_path, 2), capture_output=True, text=True, check=True).stdout
     assert sorted(line for line in out.splitlines() if line.startswith("W")) == ["W 0 0,1 4", "W 1 0,1 4"]
