@@ -39,3 +39,14 @@ def test_each_step_line_carries_that_steps_loss():
     log.on_log(None, state, None, logs={"train_loss": 1.75, "train_runtime": 1.0})  # the run's summary: no line
     assert [line.split(" | ")[0] for line in lines[1:]] == ["step 1/4 (25 %)", "step 2/4 (50 %)", "step 4/4 (100 %)"]
     assert [line.split("loss ")[1].split(" ")[0] for line in lines[1:]] == ["2.5000", "2.0000", "1.0000"]
+
+
+def test_a_training_log_ends_in_one_summary_line():
+    from workflow_scripts.train.loop import summary_line
+
+    summary = {"steps": 60, "workers": 4, "loss_first": 2.5105, "loss_last": 0.4123, "wall_s": 62.0,
+               "tokens_per_s": 6400.4}
+    assert summary_line(summary, "results/pretrain/x/metrics.json") == (
+        "done: 60 steps on 4 worker(s) | loss 2.5105 -> 0.4123 | 1m02s | 6,400 tok/s | summary: "
+        "results/pretrain/x/metrics.json")
+    assert "tok/s" not in summary_line({**summary, "tokens_per_s": float("nan")}, "m.json")
