@@ -50,3 +50,14 @@ def test_a_training_log_ends_in_one_summary_line():
         "done: 60 steps on 4 worker(s) | loss 2.5105 -> 0.4123 | 1m02s | 6,400 tok/s | summary: "
         "results/pretrain/x/metrics.json")
     assert "tok/s" not in summary_line({**summary, "tokens_per_s": float("nan")}, "m.json")
+
+
+def test_an_evaluation_log_ends_with_its_headline_then_the_baseline_labelled():
+    from workflow_scripts.evaluate.run import summary_line
+
+    metrics = {"f1_mean": 81.234, "accuracy_mean": 80.0, "size": {"items": 8910, "expected": 8910, "partial": False},
+               "no_image_guess": {"f1_mean": 66.667}}
+    assert summary_line("pope", metrics, "r/eval/pope/metrics.json") == (
+        "done: pope f1_mean 81.23 (8910/8910 items) | best no-image guess 66.67 (a baseline, not this model) | "
+        "metrics: r/eval/pope/metrics.json")
+    assert summary_line("coco", {"CIDEr": 44.0}, "m.json") == "done: coco CIDEr 44.00 | metrics: m.json"

@@ -229,7 +229,25 @@ def main(argv=None) -> None:
         "seconds": round(time.time() - start, 1),
     }
     write_json(os.path.join(args.out_dir, "metrics.json"), metrics)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}, indent=2))
+    print(summary_line(args.bench, metrics, os.path.join(args.out_dir, "metrics.json")), flush=True)
+
+
+# The number each benchmark is read by (as Table 1 shows it); the no-image guess of the same key follows it.
+HEADLINE = {"mme": "perception", "vqav2": "accuracy", "coco": "CIDEr", "flickr30k": "CIDEr", "pope": "f1_mean"}
+
+
+def summary_line(bench: str, metrics: dict, written: str) -> str:
+    """The last line of an evaluation's log: the benchmark's headline number first, the no-image guess after it and
+    labelled as such (the full metrics are in ``written``)."""
+    key = HEADLINE[bench]
+    line = f"done: {bench} {key} {metrics[key]:.2f}"
+    size = metrics.get("size") or {}
+    if size:
+        line += f" ({size['items']}/{size['expected']} items)"
+    guess = (metrics.get("no_image_guess") or {}).get(key)
+    if guess is not None:
+        line += f" | best no-image guess {guess:.2f} (a baseline, not this model)"
+    return line + f" | metrics: {written}"
 
 
 if __name__ == "__main__":
