@@ -16,6 +16,7 @@ report: "rules/captions/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/inputs.smk"
 include: "rules/fetch.smk"
 include: "rules/toy.smk"
 include: "rules/data.smk"
