@@ -62,10 +62,10 @@ def weight_files(files: dict) -> tuple[list[str], str]:
     raise FetchError(f"no weights at the top level of the repo (files: {sorted(files)[:12]})")
 
 
-def convert_bin(folder: Path, bins: list[str]) -> list[dict]:
+def convert_bin(folder: Path, bins: list[str], hashed: dict[str, str] | None = None) -> list[dict]:
     """PyTorch .bin shards -> safetensors, once, with weights-only loading (a pickle can run code; this cannot).
     The index is rewritten to name the new shards; the .bin files are removed after the conversion is written.
-    Returns one record per shard: source and result with their sha256."""
+    Returns one record per shard: source and result with their sha256 (``hashed``: shards already hashed)."""
     done, renamed = [], {}
     for name in bins:
         state = torch.load(folder / name, map_location="cpu", weights_only=True)
@@ -80,7 +80,7 @@ def convert_bin(folder: Path, bins: list[str]) -> list[dict]:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, folder / out)
         renamed[name] = out
-        done.append({"from": name, "from_sha256": sha256_file(folder / name),
+        done.append({"from": name, "from_sha256": (hashed or {}).get(name) or sha256_file(folder / name),
                      "to": out, "to_sha256": sha256_file(folder / out)})
     index = folder / "pytorch_model.bin.index.json"
     if index.exists():
@@ -114,11 +114,17 @@ def fetch_model(repo: str, revision: str, folder: str | os.PathLike) -> dict:
     if fmt == "bin":
         if converted_before:
             (folder / "pytorch_model.bin.index.json").unlink(missing_ok=True)  # fetched again with the configs
-        record["converted"] = "by an earlier fetch" if converted_before else convert_bin(folder, weights)
-        # the folder as it now is: the safetensors shards and their index instead of the .bin ones
+        record["converted"] = "by an earlier fetch" if converted_before else convert_bin(
+            folder, weights, {n: f["sha256"] for n, f in record["files"].items()})
+        # the folder as it now is: the safetensors shards and their index instead of the .bin ones; files already
+        # hashed (the listing's, the conversion's) are not read again
+        known = {n: f for n, f in record["files"].items() if (folder / n).exists()}
+        if converted_before is False:
+            known.update({c["to"]: {"size": (folder / c["to"]).stat().st_size, "sha256": c["to_sha256"]}
+                          for c in record["converted"]})
         kept = [p.name for p in folder.iterdir()
                 if p.is_file() and (p.name in files or p.name.startswith("model"))]
-        record["files"] = {name: verify(folder / name, None, None) for name in sorted(kept)}
+        record["files"] = {name: known.get(name) or verify(folder / name, None, None) for name in sorted(kept)}
     return record
 
 
