@@ -123,10 +123,11 @@ def render(scene: Scene, image_size: int) -> Image.Image:
 
 def sample_scenes(seed: int, pool: str, count: int, first_id: int) -> list[Scene]:
     """``count`` scenes for one named pool; the pool name keys its own random stream so pools are independent."""
-    rng = np.random.default_rng([seed, _pool_key(pool)])
+    rng = pool_rng(seed, pool)
     return [sample_scene(rng, first_id + i) for i in range(count)]
 
 
-def _pool_key(pool: str) -> int:
-    # A stable integer per pool name (Python's hash() is salted per process).
-    return zlib.crc32(pool.encode())
+def pool_rng(seed: int, pool: str) -> np.random.Generator:
+    """The random stream of one named pool, keyed by a stable integer per name (Python's hash() is salted per
+    process)."""
+    return np.random.default_rng([seed, zlib.crc32(pool.encode())])

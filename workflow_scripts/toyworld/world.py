@@ -20,12 +20,13 @@ import numpy as np
 from workflow_scripts.data.conversation import render_text
 from workflow_scripts.toyworld import formats, formats_eval
 from workflow_scripts.toyworld import language as lang
-from workflow_scripts.toyworld.scenes import sample_scenes
+from workflow_scripts.toyworld.scenes import pool_rng, sample_scenes
 
 # Pool order fixes the id ranges: changing one count shifts later ids but never makes two pools share one.
 POOLS = ("cc3m", "instruct", "coco_train", "coco_val", "coco_test", "flickr30k_train", "flickr30k_val",
          "flickr30k_test", "vqav2_train", "vqav2_val", "mme", "pope", "text_train", "text_val", "clip_train",
          "clip_test")
+DRAWN_TO_FIT = ("mme",)
 SHORT_STREAM = 1  # keys the short-answer records' own random stream (toy_world.short_answers)
 
 
@@ -39,12 +40,15 @@ def pool_sizes(counts: dict, n_mme_subtasks: int) -> dict[str, int]:
     return sizes
 
 
-def make_pools(seed: int, sizes: dict[str, int]) -> dict:
-    pools, next_id = {}, 100_000
+def make_pools(seed: int, sizes: dict[str, int]) -> tuple[dict, dict]:
+    """Each pool's scenes and its first scene id. MME's pool only reserves its ids: its scenes are drawn to fit
+    its questions (``formats_eval.mme_items``)."""
+    pools, first_ids, next_id = {}, {}, 100_000
     for name in POOLS:
-        pools[name] = sample_scenes(seed, name, sizes[name], next_id)
+        first_ids[name] = next_id
+        pools[name] = [] if name in DRAWN_TO_FIT else sample_scenes(seed, name, sizes[name], next_id)
         next_id += sizes[name] + 1000
-    return pools
+    return pools, first_ids
 
 
 def text_document(scene, rng) -> str:
@@ -111,7 +115,7 @@ def generate(spec: dict, staging: Path) -> dict:
     size, seed = toy["image_size"], toy["seed"]
     data = staging / "data"
     p = {k: data / v for k, v in paths.items() if v is not None}
-    pools = make_pools(seed, pool_sizes(toy["counts"], len(formats_eval.MME_SUBTASKS)))
+    pools, first_ids = make_pools(seed, pool_sizes(toy["counts"], len(formats_eval.MME_SUBTASKS)))
     rng = np.random.default_rng(seed)
     web = Path(toy["root"]) / "web" / "cc3m"  # where the "internet" lives once installed
     summary = {"cc3m": formats.write_cc3m(pools["cc3m"], rng, p["cc3m_tsv"], staging / "web" / "cc3m", web,
@@ -127,11 +131,12 @@ def generate(spec: dict, staging: Path) -> dict:
         "val": formats.write_vqav2(pools["vqav2_val"], rng, p["vqav2_questions"], p["vqav2_annotations"],
                                    p["vqav2_images"], "val2014", size)}
     shutil.rmtree(staging / "unused", ignore_errors=True)  # demonstrations are text-only: no train images needed
-    per = toy["counts"]["mme_per_subtask"]
-    mme = {t: pools["mme"][i * per:(i + 1) * per] for i, t in enumerate(formats_eval.MME_SUBTASKS)}
-    summary["mme"] = formats_eval.write_mme(mme, rng, p["mme_root"], size)
+    summary["mme"] = formats_eval.write_mme(toy["counts"]["mme_per_subtask"], pool_rng(seed, "mme"), p["mme_root"],
+                                            size, first_ids["mme"])
     summary["pope"] = formats_eval.write_pope(pools["pope"], rng, p["pope_root"], p["pope_images"], size)
-    summary["pretraining"] = write_pretraining(pools, rng, staging / "pretrain", size,
+    # The base models' corpora have their own stream: the shipped base models (toy_models/) stay what this code
+    # writes however the benchmarks' writers change.
+    summary["pretraining"] = write_pretraining(pools, pool_rng(seed, "pretraining"), staging / "pretrain", size,
                                                toy.get("scene_text_share", 0.5), toy.get("scene_questions", {}))
     return summary
 
