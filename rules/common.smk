@@ -15,6 +15,7 @@ from workflow_scripts.report.tables import TABLE_NAMES
 
 
 validate(config, "../config/schema.yaml")
+study.resolve_shipped_models(config, workflow.basedir)
 study.check_config(config)
 study.check_results_root(config)
 
@@ -345,6 +346,14 @@ def all_targets():
                                 for f in (paths.sweep_figure, paths.loss_figure)]
     if REFERENCES:
         targets += paths.calibration_files(RESULTS)
-    if TOY is not None:
-        targets += [f"{RESULTS}/toy_models/llm_metrics.json", f"{RESULTS}/toy_models/vision_metrics.json"]
-    return targets
+    return targets + toy_models_built_here()
+
+
+def toy_models_built_here():
+    """The toy base models' training metrics, for each base model this config has its toy world train (none
+    where it reads the ones shipped in toy_models/)."""
+    if TOY is None:
+        return []
+    made = {config["vision"]["path"]: "vision"} | {m["path"]: "llm" for m in config["models"].values()}
+    return [f"{RESULTS}/toy_models/{kind}_metrics.json" for path, kind in made.items()
+            if os.path.normpath(path) == os.path.normpath(f"{TOY}/models/{kind}")]

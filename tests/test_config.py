@@ -98,21 +98,33 @@ def test_snakemake_rejects_invalid_config_at_parse_time(tmp_path):
     assert "per_device_batch" in proc.stdout + proc.stderr
 
 
-def test_grounded_demo_overlays_the_demo_with_its_own_world():
-    """config/demo_grounded.yaml is laid over config/demo.yaml as `make demo-grounded` does (Snakemake merges the
-    files key by key): the result is valid, and its world, models and results never touch the demo's."""
+def test_demo_reads_the_shipped_base_models_and_make_toy_models_trains_them(tmp_path):
+    """The demo reads its base models from toy_models/ (no toy_llm/toy_vision job in its DAG, from any working
+    directory); config/demo_base_models.yaml, laid over it as `make toy-models` does, trains them with the toy
+    rules instead."""
     from snakemake.utils import update_config
 
+    demo = load_config("config/demo.yaml")
+    for path in (demo["models"]["toy-vicuna"]["path"], demo["vision"]["path"]):
+        assert path.startswith("toy_models/") and (REPO / path / "config.json").is_file()
+        assert (REPO / path / "model.safetensors").is_file() and (REPO / path / "training_metrics.json").is_file()
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "config/demo_grounded.yaml").read_text()))
+    update_config(config, yaml.safe_load((REPO / "config/demo_base_models.yaml").read_text()))
     config = validated(config)
     study.check_config(config)
-    demo = load_config("config/demo.yaml")
-    assert config["toy_world"]["root"] != demo["toy_world"]["root"]
-    assert config["data_root"] != demo["data_root"] and config["results_root"] != demo["results_root"]
-    assert config["toy_world"]["llm"]["packed"] and config["toy_world"]["llm"]["hidden_size"] == 128  # merged
-    assert config["stage1"]["trains"] == ["connector"] and config["stage1"]["epochs"] == 5
-    assert config["strategies"] == demo["strategies"] and config["learning_rates"] == demo["learning_rates"]
+    assert config["models"]["toy-vicuna"]["path"] == f"{demo['toy_world']['root']}/models/llm"
+    assert config["vision"]["path"] == f"{demo['toy_world']['root']}/models/vision"
+
+    def jobs(*configfiles):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--configfile",
+                               *[str(REPO / c) for c in configfiles], "--directory", str(tmp_path), "--quiet", "rules"],
+                              capture_output=True, text=True, env=subprocess_env(), timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    shipped, trained = jobs("config/demo.yaml"), jobs("config/demo.yaml", "config/demo_base_models.yaml")
+    assert "toy_llm" not in shipped and "toy_vision" not in shipped and "finetune" in shipped
+    assert "toy_llm" in trained and "toy_vision" in trained
 
 
 def test_demo_config_is_not_merged_with_paper_config(tmp_path):

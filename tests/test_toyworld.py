@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from workflow_scripts import study
@@ -143,9 +144,16 @@ def test_language_hand_checked():
     assert language.detail_description(s) == (
         "The image shows two shapes on a white background. In the top right there is a small orange cross. "
         "In the bottom left there is a large blue circle. The top left and bottom right are empty.")
-    yes, no = formats_eval.mme_pair("numerical_calculation", s, np.random.default_rng(1))
+    yes, no = formats_eval.mme_fit("numerical_calculation", s, 2, 4, np.random.default_rng(1))
     k = int(re.search(r"plus (\d)", yes).group(1))
-    assert yes.endswith(f"equal to {2 + k}?") and no.endswith(f"equal to {3 + k}?")
+    assert yes.endswith(f"equal to {2 + k}?") and no.endswith(f"equal to {4 + k}?")
+    assert formats_eval.mme_fit("numerical_calculation", s, 3, 2, np.random.default_rng(1)) is None  # 2 shapes
+    assert formats_eval.mme_fit("existence", s, "cross", "star", None) == (
+        "Is there a cross in this image?", "Is there a star in this image?")
+    assert formats_eval.mme_fit("existence", s, "cross", "circle", None) is None  # the no-question must be false
+    assert formats_eval.mme_fit("position", s, 2, 0, None) == (
+        "Is the blue circle in the bottom left?", "Is the blue circle in the top left?")
+    assert formats_eval.mme_fit("count", s, 2, 1, np.random.default_rng(1)) is None  # no kind twice
     assert language.plural("cross") == "crosses" and language.plural("star", 1) == "star"
 
 
@@ -255,3 +263,27 @@ def test_vqa_majority_answer_does_not_depend_on_the_hash_seed():
     seen = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
                            capture_output=True, text=True, check=True).stdout.strip() for seed in range(6)}
     assert seen == {"two"}
+
+
+def test_ship_replaces_each_model_folder_whole_and_checks_everything_first(tmp_path):
+    from workflow_scripts.toyworld import ship
+
+    built, shipped, metrics = tmp_path / "built", tmp_path / "toy_models", tmp_path / "metrics"
+    for kind in ship.KINDS:
+        (built / kind).mkdir(parents=True)
+        (built / kind / "config.json").write_text("{}")
+        (built / kind / "model.safetensors").write_bytes(b"new")
+        (shipped / kind).mkdir(parents=True)
+        (shipped / kind / "stale.bin").write_bytes(b"old")
+    metrics.mkdir()
+    (metrics / "llm_metrics.json").write_text('{"steps": 3}')
+    with pytest.raises(FileNotFoundError, match="vision_metrics.json"):  # missing: nothing is replaced
+        ship.ship(built, shipped, metrics)
+    assert (shipped / "llm" / "stale.bin").exists()
+    (metrics / "vision_metrics.json").write_text('{"steps": 5}')
+    ship.ship(built, shipped, metrics)
+    for kind in ship.KINDS:
+        assert sorted(p.name for p in (shipped / kind).iterdir()) == [
+            "config.json", "model.safetensors", "training_metrics.json"]
+    assert (shipped / "llm" / "training_metrics.json").read_text() == '{"steps": 3}'
+    assert not list(shipped.glob(".*"))  # no staging folder left behind

@@ -148,6 +148,16 @@ def is_local_model(config: dict, path: str) -> bool:
             or any(_inside(path, r) for r in roots))
 
 
+def resolve_shipped_models(config: dict, repository: str) -> None:
+    """A model path relative to the repository (the demo's toy_models/) where the working directory has no such
+    folder: made absolute, so that a run from another directory (``--directory``) reads the shipped models."""
+    for spec in [config["vision"], *config["models"].values()]:
+        path = spec["path"]
+        shipped = os.path.join(repository, path)
+        if not (os.path.isabs(path) or os.path.exists(path)) and os.path.isfile(os.path.join(shipped, "config.json")):
+            spec["path"] = shipped
+
+
 MODEL_RECEIPT = "fetched.json"
 
 
@@ -256,9 +266,10 @@ def check_config(config: dict) -> None:
                               "(the generated world writes only there); give each toy config its own root")
         for key, path in [(f"models.{m}.path", spec["path"]) for m, spec in config["models"].items()] + \
                 [("vision.path", config["vision"]["path"])]:
-            if not made_by_toy_world(config, path):
-                raise ConfigError(f"{key}: {path!r} is not under toy_world.root {toy['root']!r}, where this "
-                                  "config's toy models are made (another config's would be shared)")
+            if not made_by_toy_world(config, path) and not os.path.isfile(os.path.join(path, "config.json")):
+                raise ConfigError(f"{key}: {path!r} is neither under toy_world.root {toy['root']!r}, where this "
+                                  "config's toy models are made (another config's would be shared), nor a model "
+                                  "folder shipped with the repository (toy_models/)")
 
 
 def check_references(config: dict, cells: set[str]) -> None:
