@@ -143,6 +143,7 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
     cells = model_cells(config)
     rate = PEAK_TFLOPS[gpu] * 1e12 * mfu
     hours = {"stage1": 0.0, "finetune": 0.0, "evaluate": 0.0}
+    vision = 0.0  # FLOPs of the frozen vision tower, inside the stages' figures
     shares = []
     for llm in config["models"]:
         s1 = cells[(llm, "connector")]
@@ -150,6 +151,7 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
         flops = samples * ((s1.image_tokens + 1 + CAPTION_TOKENS) * train_flops_per_token(
             s1, config["stage1"]["gradient_checkpointing"]) + vision_flops_per_sample(s1))
         hours["stage1"] += flops / rate / 3600
+        vision += samples * vision_flops_per_sample(s1)
         n_lrs = len(config["learning_rates"])
         swept = n_lrs if halving is None else n_lrs * halving[0] + halving[1] * (1 - halving[0])
         runs = {s: swept for s in config["strategies"]}
@@ -165,6 +167,7 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
             per_run = stage2["epochs"] * (tokens * train_flops_per_token(cell, gc)
                                           + records * vision_flops_per_sample(cell))
             hours["finetune"] += count * per_run / rate / 3600
+            vision += count * stage2["epochs"] * records * vision_flops_per_sample(cell)
         # Evaluations: the selection benchmark for every cell, all benchmarks at the chosen LRs and the control
         # rows; ~400 prompt tokens + the answer per item, forward only (decoding counted at the same rate: an
         # optimistic bound, as batched decoding is memory-bound).
@@ -179,8 +182,10 @@ def estimate(config: dict, lengths: list[int] | None, gpu: str, mfu: float, grou
         rows = len(config["strategies"]) + 2 + len(config["controls"]["text_priors"])  # + stage-1 and blind rows
         evals += rows * sum(items[b] * per_item[b] for b in items)
         hours["evaluate"] += evals / rate / 3600
+        vision += (len(config["strategies"]) * scored * items[selection] + rows * sum(items.values())) \
+            * vision_flops_per_sample(cell)
     hours["total"] = sum(hours.values())
-    return {"gpu_hours": hours,
+    return {"gpu_hours": hours, "vision_tower_gpu_hours": vision / rate / 3600,
             "padding_share": round(sum(shares) / len(shares), 3) if shares else None}
 
 
@@ -260,6 +265,9 @@ def main(argv=None) -> dict:
         h = est["gpu_hours"]
         print(f"| {name} | {h['stage1']:,.1f} | {h['finetune']:,.1f} | {h['evaluate']:,.1f} | {h['total']:,.1f} "
               f"| {est['padding_share']} |")
+    v = configured["vision_tower_gpu_hours"]
+    print(f"frozen vision tower, as configured: {v:,.1f} GPU-hours ({v / configured['gpu_hours']['total']:.1%} of "
+          "the total): the most that computing each image's features once and reusing them could save")
     from workflow_scripts.model.accounting import stage1_memory
 
     print("stage 1, analytic memory per GPU: " + "; ".join(
