@@ -1,6 +1,6 @@
 """Does the frozen toy vision tower see what the benchmarks ask about? Linear probes on its features.
 
-The demo's MLLMs answer without using the image (README, "What the demo shows"). This separates the two places
+The demo's MLLMs answer without using the image (docs/miniature.md). This separates the two places
 that could be at fault: if a linear classifier on the frozen CLIP features (the layer the connector reads, patch
 tokens) recovers each cell's colour and shape, the information reaches the connector's input, and what fails is
 the language side learning to use it.

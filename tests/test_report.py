@@ -220,10 +220,10 @@ def test_readme_per_type_table_is_generated_with_table1s_rows():
 
 
 def test_readme_main_fills_only_the_named_runs_blocks(tmp_path):
-    """The demo and the grounded miniature print tables of the same names; each fills its own blocks."""
-    demo, grounded = readme.markers("t1"), readme.markers("t1", "demo_grounded")
+    """The demo and its run with another seed print tables of the same names; each fills its own blocks."""
+    demo, grounded = readme.markers("t1"), readme.markers("t1", "demo_seed43")
     (tmp_path / "README.md").write_text(f"{demo[0]}\nold demo\n{demo[1]}\n{grounded[0]}\nold\n{grounded[1]}\n")
     (tmp_path / "t1.md").write_text("| grounded |\n")
-    readme.main(["--run", "demo_grounded", str(tmp_path / "README.md"), str(tmp_path / "t1.md")])
+    readme.main(["--run", "demo_seed43", str(tmp_path / "README.md"), str(tmp_path / "t1.md")])
     assert (tmp_path / "README.md").read_text() == (
         f"{demo[0]}\nold demo\n{demo[1]}\n{grounded[0]}\n| grounded |\n{grounded[1]}\n")

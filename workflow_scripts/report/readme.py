@@ -1,5 +1,5 @@
 """Copy generated tables into README.md, each between ``<!-- RUN:NAME:start -->`` and ``<!-- RUN:NAME:end -->``
-(RUN: ``demo`` unless ``--run`` names another, e.g. ``demo_grounded``; NAME: the table file's name without
+(RUN: ``demo`` unless ``--run`` names another, e.g. ``demo_seed43``; NAME: the table file's name without
 ``.md``), so the README's example output is a run's real output, never typed by hand.
 
 Entry: ``python -m workflow_scripts.report.readme [--run RUN] README.md results/demo/tables/table1_main.md [...]``.
