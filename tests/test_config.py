@@ -127,6 +127,23 @@ def test_demo_reads_the_shipped_base_models_and_make_toy_models_trains_them(tmp_
     assert "toy_llm" in trained and "toy_vision" in trained
 
 
+def test_seed_overlay_gives_the_seed_run_its_own_world_and_results():
+    """config/demo_seed43.yaml (docs/miniature.md) changes the study seed and keeps the demo's world seed, in folders
+    of its own: two results roots over one data root would rerun each other's CC3M download."""
+    from snakemake.utils import update_config
+
+    demo = load_config("config/demo.yaml")
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config/demo_seed43.yaml").read_text()))
+    config = validated(config)
+    study.check_config(config)
+    assert config["seed"] != demo["seed"] and config["toy_world"]["seed"] == demo["toy_world"]["seed"]
+    for key in ("results_root", "data_root"):
+        assert config[key] != demo[key]
+    assert config["toy_world"]["root"] != demo["toy_world"]["root"]
+    assert config["models"]["toy-vicuna"]["path"] == demo["models"]["toy-vicuna"]["path"]  # the same base models
+
+
 def test_demo_config_is_not_merged_with_paper_config(tmp_path):
     """--configfile replaces config.yaml, so the demo grid has only the toy LLM."""
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--configfile",

@@ -137,7 +137,10 @@ def table1(config: dict, results: str, selection: dict) -> Table:
             else:
                 cells = (no_image_guess_cells if row.guess else scores)(columns, row.metrics)
             table.rows.append([model["label"], row.name, row.lr, row.trainable] + cells)
-    table.notes = ["— : the run has not finished or failed (never a zero).",
+    table.notes = ["columns: MME-P, MME-P8 (the 8-subtask sum) and MME-C are MME sums of 100 x (accuracy + acc+) per "
+                   "subtask; VQAv2 is accuracy (%); MSCOCO and Flickr30k are CIDEr (x 100); POPE is F1 (%), the mean "
+                   "of its random, popular and adversarial splits.",
+                   "— : the run has not finished or failed; 0.00 is a real score.",
                    "best no-image guess: per VQAv2 question type the training set's most common answer; \"yes\" "
                    "everywhere on MME and POPE (balanced: the best constant answer).",
                    "blind: the first strategy's model at its chosen LR with every image blank — what text alone gets.",

@@ -94,18 +94,17 @@ def mme_items(subtask: str, n: int, rng, first_id: int) -> list[tuple[Scene, str
 
 
 def write_mme(per_subtask: int, rng, root: Path, image_size: int, first_id: int) -> dict:
-    """MME layout: ``<subtask>/images/<id>.jpg`` and ``<subtask>/questions_answers_YN/<id>.txt``
-    holding two lines ``question<TAB>Yes`` and ``question<TAB>No`` (in random order)."""
+    """MME as its release lays out these subtasks: ``<subtask>/<id>.jpg`` beside ``<subtask>/<id>.txt`` holding
+    two lines ``question<TAB>Yes`` and ``question<TAB>No`` (in random order). (The release's artwork, celebrity,
+    landmark, posters and scene use ``images/`` + ``questions_answers_YN/``: the toy world has none of them.)"""
     counts = {}
     for i, subtask in enumerate(MME_SUBTASKS):
         for scene, yes_q, no_q in mme_items(subtask, per_subtask, rng, first_id + i * per_subtask):
-            save_image(scene, root / subtask / "images" / f"{scene.scene_id}.jpg", image_size)
+            save_image(scene, root / subtask / f"{scene.scene_id}.jpg", image_size)
             lines = [f"{yes_q}{MME_SUFFIX}\tYes", f"{no_q}{MME_SUFFIX}\tNo"]
             if rng.random() < 0.5:
                 lines.reverse()
-            qa = root / subtask / "questions_answers_YN" / f"{scene.scene_id}.txt"
-            qa.parent.mkdir(parents=True, exist_ok=True)
-            qa.write_text("\n".join(lines) + "\n")
+            (root / subtask / f"{scene.scene_id}.txt").write_text("\n".join(lines) + "\n")
         counts[subtask] = per_subtask
     return counts
 
