@@ -1,7 +1,7 @@
 """The study's axes: LR text round trip, batch split, cells, data paths."""
 
 import pytest
-from conftest import load_config
+from conftest import REPO, load_config
 
 from workflow_scripts import study
 
@@ -74,3 +74,17 @@ def test_stage2_for_applies_by_cell_to_the_named_cells_only():
     # A 13B full finetune: its own ZeRO stage, checkpointing kept.
     big = study.stage2_for(config, "llama2-13b-chat", "finetune")
     assert (big["zero_stage"], big["per_device_batch"], big["gradient_checkpointing"]) == (3, 8, True)
+
+
+def test_shipped_models_resolve_from_the_repository_and_toy_made_ones_stay_as_configured(tmp_path, monkeypatch):
+    """From another working directory (``--directory``) the demo reads the repository's toy_models/; a model the
+    toy rules make is never swapped for a copy lying in the repository."""
+    monkeypatch.chdir(tmp_path)
+    demo = load_config("config/demo.yaml")
+    study.resolve_shipped_models(demo, str(REPO))
+    assert demo["models"]["toy-vicuna"]["path"] == str(REPO / "toy_models" / "llm")
+    assert demo["vision"]["path"] == str(REPO / "toy_models" / "vision")
+    smoke = load_config("config/smoke.yaml")
+    configured = [smoke["vision"]["path"]] + [m["path"] for m in smoke["models"].values()]
+    study.resolve_shipped_models(smoke, str(REPO))
+    assert [smoke["vision"]["path"]] + [m["path"] for m in smoke["models"].values()] == configured

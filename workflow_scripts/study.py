@@ -153,6 +153,8 @@ def resolve_shipped_models(config: dict, repository: str) -> None:
     folder: made absolute, so that a run from another directory (``--directory``) reads the shipped models."""
     for spec in [config["vision"], *config["models"].values()]:
         path = spec["path"]
+        if made_by_toy_world(config, path):  # made by this run's toy rules, never another folder's copy
+            continue
         shipped = os.path.join(repository, path)
         if not (os.path.isabs(path) or os.path.exists(path)) and os.path.isfile(os.path.join(shipped, "config.json")):
             spec["path"] = shipped
