@@ -12,6 +12,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from workflow_scripts.io import atomic_dir
+
 KINDS = ("llm", "vision")
 
 
@@ -24,17 +26,12 @@ def ship(built: Path, shipped: Path, metrics: Path) -> list[Path]:
                 raise FileNotFoundError(f"{needed}: missing; run the toy rules first (make toy-models)")
     done = []
     for kind in KINDS:
-        staging = shipped / f".{kind}.staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for f in sorted((built / kind).iterdir()):
-            if f.is_file():
-                shutil.copyfile(f, staging / f.name)
-        shutil.copyfile(metrics / f"{kind}_metrics.json", staging / "training_metrics.json")
         target = shipped / kind
-        if target.exists():
-            shutil.rmtree(target)
-        staging.replace(target)
+        with atomic_dir(target) as staging:
+            for f in sorted((built / kind).iterdir()):
+                if f.is_file():
+                    shutil.copyfile(f, staging / f.name)
+            shutil.copyfile(metrics / f"{kind}_metrics.json", staging / "training_metrics.json")
         done.append(target)
     return done
 
